@@ -1,0 +1,71 @@
+/* pipeline/step.h — the expanded step: what the scheduler runs.
+ *
+ * Stage kinds (stages/) turn recipe stages into steps; the state store
+ * (pipeline/state) saves them at run start and loads them on resume, so a
+ * run's plan never changes after it starts. argv and env values are
+ * templates: ${params.KEY} is resolved at expansion, ${inputs.ROLE} and
+ * ${outputs.NAME} only when the step starts (their paths depend on the run). */
+#ifndef ANNEAL_STEP_H
+#define ANNEAL_STEP_H
+
+#include <stddef.h>
+
+enum artifact_type { ART_CHECKPOINT, ART_DATASET, ART_REPORT };
+
+/* "checkpoint" etc.; parse returns 0 or ERR_INVALID. */
+const char *artifact_type_name(enum artifact_type t);
+int artifact_type_parse(const char *s, enum artifact_type *out);
+
+struct resources {
+	int cpus;      /* default 1 */
+	int gpus;
+	int npus;
+	long mem_mb;   /* 0: not declared */
+};
+
+struct env_var {
+	char *key;
+	char *value;   /* template */
+};
+
+struct step_input {
+	char *role;        /* "teacher" */
+	char *from_step;   /* producing step id, "distill.2" */
+	char *from_output; /* output name of that step, "model" */
+};
+
+struct step_output {
+	char *name;                 /* "model" */
+	enum artifact_type type;
+};
+
+struct retry_policy {
+	int max;            /* retries after the first attempt; default 0 */
+	double backoff_s;   /* first delay; doubles each retry, capped at 300 s; default 1 */
+};
+
+struct step {
+	char *id;          /* unique in the run: "train", "distill.2" */
+	char *kind;        /* stage kind: "exec", ... */
+	char *stage;       /* the recipe stage id it came from */
+	char **argv;       /* NULL-terminated templates, argc >= 1 */
+	size_t argc;
+	struct env_var *env;
+	size_t nenv;
+	struct step_input *inputs;
+	size_t ninputs;
+	struct step_output *outputs;
+	size_t noutputs;
+	char **after;      /* extra dependencies (step ids), besides inputs */
+	size_t nafter;
+	struct resources res;
+	struct retry_policy retry;
+	long long timeout_s;  /* 0: none */
+};
+
+/* Frees the members of s (not s itself); NULL-safe. */
+void step_clear(struct step *s);
+/* Deep copy. */
+void step_copy(struct step *dst, const struct step *src);
+
+#endif
