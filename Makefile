@@ -63,7 +63,8 @@ $(BIN)/anneal: $(CLI_OBJ) $(BUILD)/libanneal.a
 # The per-step supervisor: libc only, so that starting it costs one exec.
 $(BIN)/anneal-shim: runners/shim.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $<
+	@mkdir -p $(BUILD)/runners
+	$(CC) $(ALL_CFLAGS) -MF $(BUILD)/runners/shim.d $(ALL_LDFLAGS) -o $@ $<
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libanneal.a
 	@mkdir -p $(dir $@)

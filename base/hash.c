@@ -70,7 +70,7 @@ int sha256_file(const char *path, struct digest *out, uint64_t *size,
 	uint64_t total = 0;
 	int fd, rc = 0;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return err_sys(err, errno, "cannot read '%s'", path);
 	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);

@@ -30,8 +30,13 @@ struct jnode {
 
 enum json_flags { JSON_COMMENTS = 1 };
 
-/* Parses text. On a syntax error: ERR_INVALID with "line L, column C: what"
- * (1-based). *out is the caller's (json_free). */
+/* Parses text (strict JSON: RFC 8259 grammar, valid UTF-8, no NUL bytes, no
+ * raw control characters or \u0000 in strings, finite numbers, nesting up
+ * to JSON_MAX_DEPTH). On a syntax error: ERR_INVALID with
+ * "line L, column C: what" (1-based; columns count characters, not bytes),
+ * e.g. "line 3, column 9: expected ',' or '}', found ']'". *out is the
+ * caller's (json_free). */
+#define JSON_MAX_DEPTH 512
 int json_parse(const char *text, size_t len, int flags, struct jnode **out,
 	       struct err *err);
 void json_free(struct jnode *n);   /* NULL-safe; frees a root */
@@ -43,10 +48,27 @@ const struct jnode *json_get(const struct jnode *obj, const char *key);
 const char *json_type_name(enum jtype t);
 
 /* Appends n as compact JSON (keys in order; integers without exponent;
- * other numbers with %.17g). */
+ * other numbers as the shortest %.15g/%.16g/%.17g that reads back as the
+ * same double, so 0.1 stays "0.1"). */
 void json_write(struct buf *b, const struct jnode *n);
 
 /* Deep copy; caller frees with json_free. */
 struct jnode *json_clone(const struct jnode *n);
+
+/* Replaces dst's value with src's, keeping dst->key; frees src. */
+void json_replace(struct jnode *dst, struct jnode *src);
+
+/* A number as json_write writes it, into out (size >= 32). */
+void json_format_number(const struct jnode *n, char *out, size_t size);
+
+/* s made fit for a one-line message: control characters escaped (\n, \t,
+ * \xNN), cut on a character boundary with "..." when longer than size
+ * allows. Returns out. */
+const char *json_show(const char *s, char *out, size_t size);
+#define JSON_SHOW_MAX 100
+
+/* 0 if s[0..len) is valid UTF-8 without NUL bytes; else ERR_INVALID and
+ * *bad (if non-NULL) gets the offset of the first bad byte. */
+int json_utf8_check(const char *s, size_t len, size_t *bad);
 
 #endif

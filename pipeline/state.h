@@ -40,9 +40,16 @@ int step_state_parse(const char *s, enum step_state *out);
 int attempt_state_parse(const char *s, enum attempt_state *out);
 
 /* Opens (creating and migrating as needed) the database at path. ":memory:"
- * works for tests. */
+ * works for tests. Waits up to 10 s for a lock held by another process
+ * (ANNEAL_BUSY_TIMEOUT_MS overrides), then fails with ERR_BUSY. A database
+ * written by a newer anneal (higher schema version) is ERR_INVALID. */
 int state_open(const char *path, struct state **out, struct err *err);
 void state_close(struct state *st);   /* NULL-safe */
+
+/* How long a call waits for another process's lock before ERR_BUSY. */
+void state_set_busy_timeout(struct state *st, int ms);
+/* The schema version this anneal writes (PRAGMA user_version). */
+int state_schema_version(void);
 
 /* ---- runs ---------------------------------------------------------- */
 
@@ -229,6 +236,8 @@ int state_checkpoint_latest(struct state *st, int64_t run_id,
 			    struct err *err);
 
 enum event_kind { EV_METRIC, EV_PROGRESS, EV_WARNING, EV_CHECKPOINT, EV_LOG };
+const char *event_kind_name(enum event_kind k);
+int event_kind_parse(const char *s, enum event_kind *out);  /* 0 or ERR_INVALID */
 
 struct event_rec {
 	enum event_kind kind;
@@ -243,7 +252,10 @@ int state_events_add(struct state *st, int64_t run_id, const char *step,
 		     int attempt, const struct event_rec *ev, size_t n,
 		     struct err *err);
 
-/* Events of a run (step may be NULL: all), oldest first, via callback. */
+/* Events of a run (step may be NULL: all), oldest first, via callback.
+ * Strings passed to fn are borrowed for the call only. fn returns 0 to go
+ * on; anything else stops the walk and is returned as is (fn fills err's
+ * counterpart itself). fn must not call state_events_each. */
 typedef int (*state_event_fn)(void *ctx, const char *step, int attempt,
 			      double time, enum event_kind kind,
 			      const char *name, double value, double total,

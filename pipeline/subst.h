@@ -30,4 +30,14 @@ typedef enum subst_result (*subst_lookup_fn)(void *ctx, const char *ns,
 int subst_expand(const char *tmpl, subst_lookup_fn fn, void *ctx,
 		 struct buf *out, struct err *err);
 
+/* Like subst_expand, but out is itself a template for a later
+ * subst_expand: "$${" stays "$${", a SUBST_KEEP reference stays as written,
+ * and text the lookup appends (SUBST_OK) is escaped so that it comes out
+ * literally later (a param value "a${b" becomes "a$${b"). This is what
+ * expansion uses: params resolved now, inputs/outputs when the step starts.
+ * One case cannot be written in the syntax and is an error: a literal '$'
+ * right before a kept reference ("$" from a param, then ${inputs.x}). */
+int subst_expand_template(const char *tmpl, subst_lookup_fn fn, void *ctx,
+			  struct buf *out, struct err *err);
+
 #endif

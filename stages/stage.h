@@ -12,8 +12,10 @@
 
 #include <stddef.h>
 
+#include "pipeline/json.h"
 #include "pipeline/step.h"
 
+struct buf;
 struct err;
 struct jnode;
 
@@ -42,8 +44,24 @@ struct stage_out {
 	size_t nsteps;
 	struct stage_export *exports;
 	size_t nexports;
+	struct stage_ref *refs;    /* where references were written (messages) */
+	size_t nrefs;
 };
+/* Frees everything o holds and empties it; NULL-safe. */
 void stage_out_clear(struct stage_out *o);
+
+/* Where a kind wrote a reference, so that the parser's "no stage 'x'"
+ * names the JSON path: steps[step].inputs[index] (or .after[index] when
+ * is_after) came from `where`, e.g. `stages[2] ("d").inputs.teacher`.
+ * A reference without one is reported at the stage's path. */
+struct stage_ref {
+	size_t step;
+	int is_after;
+	size_t index;
+	char *where;
+};
+void stage_out_add_ref(struct stage_out *o, size_t step, int is_after,
+		       size_t index, const char *where);
 
 struct stage_kind {
 	const char *name;
@@ -60,5 +78,66 @@ struct stage_kind {
 const struct stage_kind *stage_kind_find(const char *name);
 /* All kind names (for "did you mean"). */
 const char *const *stage_kind_names(size_t *n);
+
+/* ---- Field checks shared by kinds (and the recipe's top level) ----
+ * where is the JSON path of the value being checked ("" at the top level);
+ * every error is ERR_INVALID and reads "WHERE: what". */
+
+/* Sets "WHERE: what" (or just "what" when where is ""). */
+int stage_err(struct err *err, const char *where, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* where + "." + field (or field alone when where is ""); malloc'd. */
+char *stage_path(const char *where, const char *field);
+
+/* Every member of obj (an object) must be in allowed[0..n):
+ * "WHERE: unknown field 'comand' (did you mean 'command'?)". */
+int stage_check_fields(const struct jnode *obj, const char *where,
+		       const char *const *allowed, size_t n, struct err *err);
+
+/* did_you_mean(), also accepting one swap of adjacent letters ("exce"
+ * for "exec"), which plain edit distance counts as two edits. */
+const char *stage_suggest(const char *word, const char *const *cands,
+			  size_t n);
+
+/* "WHERE: must be a TYPE, not number" unless v has type t. */
+int stage_want_type(const struct jnode *v, enum jtype t, const char *where,
+		    struct err *err);
+
+/* An integer in [min, max]: "must be an integer >= 1, not -2",
+ * "must be an integer <= 4096, not 5000", "must be an integer, not 1.5". */
+int stage_get_int(const struct jnode *v, const char *where, long long min,
+		  long long max, long long *out, struct err *err);
+
+/* 1 if s is 1..64 of [A-Za-z0-9_-] (a stage id: no dots). */
+int stage_id_valid(const char *s);
+/* 1 if s is one or more of [A-Za-z0-9_] (roles, output names). */
+int stage_name_valid(const char *s);
+
+/* The param at a dotted path ("opt.lr") in params, or NULL; then hint
+ * (hint_size bytes) gets the closest existing path, or "". */
+const struct jnode *stage_param_find(const struct jnode *params,
+				     const char *path, char *hint,
+				     size_t hint_size);
+/* Appends a param's value as ${params.X} substitutes it: strings raw,
+ * numbers as json_write writes them, true/false, null, arrays and objects
+ * as compact JSON. */
+void stage_param_text(const struct jnode *v, struct buf *out);
+
+#define STAGE_MAX_CPUS 4096
+#define STAGE_MAX_MEM_MB (1L << 30)
+#define STAGE_MAX_RETRIES 100
+#define STAGE_MAX_TIMEOUT_S (30LL * 86400)
+#define STAGE_MAX_BACKOFF_S 86400LL
+
+/* "resources": {cpus, gpus, npus, mem_mb}; fields present override *res. */
+int stage_get_resources(const struct jnode *v, const char *where,
+			struct resources *res, struct err *err);
+/* "retries": N, or {"max": N, "backoff": "10s"}; backoff defaults to 1 s. */
+int stage_get_retries(const struct jnode *v, const char *where,
+		      struct retry_policy *out, struct err *err);
+/* "timeout": seconds (> 0) or a duration string; at most 30 days. */
+int stage_get_timeout(const struct jnode *v, const char *where,
+		      long long *out, struct err *err);
 
 #endif

@@ -1,0 +1,476 @@
+/* cli/cmd_run.c — anneal run RECIPE / anneal resume [RUN]
+ *
+ * Both end in the scheduler; they differ in where the plan comes from: run
+ * parses the recipe and records a new run (one transaction), resume takes
+ * a run's stored plan. On a terminal a live progress line is redrawn in
+ * place; piped, output is one line per event, for logs and for tests. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/err.h"
+#include "base/fs.h"
+#include "base/util.h"
+#include "cli/cli.h"
+#include "pipeline/recipe.h"
+#include "pipeline/sched.h"
+#include "pipeline/state.h"
+#include "pipeline/workspace.h"
+#include "runners/runner.h"
+
+struct progress {
+	int tty;
+	int line_shown;    /* a live line is on screen */
+	double start;
+	size_t ran, cached;
+};
+
+static void clear_live(struct progress *p)
+{
+	if (p->line_shown) {
+		fputs("\r\033[K", stdout);
+		p->line_shown = 0;
+	}
+}
+
+static void on_report(void *ctx, const struct sched_report *r)
+{
+	struct progress *p = ctx;
+	char el[32];
+	const char *word = NULL;
+
+	format_duration(r->elapsed, el, sizeof(el));
+	switch (r->kind) {
+	case SR_TICK:
+		if (!p->tty || !r->step)
+			return;
+		printf("\r\033[K[%zu/%zu] %s running %s", r->done, r->total, r->step, el);
+		if (r->has_metric)
+			printf(" %s=%.4g", r->metric_name, r->metric_value);
+		if (r->running > 1)
+			printf(" (+%zu more)", r->running - 1);
+		fflush(stdout);
+		p->line_shown = 1;
+		return;
+	case SR_START: word = "start"; break;
+	case SR_CACHED: word = "cached"; p->cached++; break;
+	case SR_SUCCEEDED: word = "done"; p->ran++; break;
+	case SR_RETRY: word = "retry"; break;
+	case SR_REQUEUED: word = "requeue"; break;
+	case SR_FAILED: word = "FAILED"; break;
+	case SR_STOPPED: word = "stopped"; break;
+	case SR_ATTACHED: word = "attach"; break;
+	case SR_WARNING: word = "warning"; break;
+	}
+	clear_live(p);
+	printf("[%zu/%zu] %-8s %s", r->done, r->total, word, r->step ? r->step : "");
+	if (r->kind == SR_START)
+		printf(" (attempt %d%s%s)", r->attempt, r->text ? ", resuming from " : "",
+		       r->text ? r->text : "");
+	else if (r->kind == SR_SUCCEEDED)
+		printf(" in %s", el);
+	else if (r->text)
+		printf(": %s", r->text);
+	putchar('\n');
+	fflush(stdout);
+}
+
+struct run_opts {
+	struct sched_opts so;
+	struct strv sets;
+	int jobs_set;
+};
+
+enum { OPT_GPUS = 256, OPT_NPUS, OPT_CPUS, OPT_KEEP, OPT_NOCACHE, OPT_GRACE, OPT_SET };
+
+static int parse_opts(const char *cmd, int argc, char **argv, struct run_opts *ro,
+		      int allow_set, int *help)
+{
+	static const struct option opts[] = {
+		{ "jobs", required_argument, NULL, 'j' },
+		{ "gpus", required_argument, NULL, OPT_GPUS },
+		{ "npus", required_argument, NULL, OPT_NPUS },
+		{ "cpus", required_argument, NULL, OPT_CPUS },
+		{ "keep-going", no_argument, NULL, OPT_KEEP },
+		{ "no-cache", no_argument, NULL, OPT_NOCACHE },
+		{ "grace", required_argument, NULL, OPT_GRACE },
+		{ "set", required_argument, NULL, OPT_SET },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	long long v;
+	int c;
+
+	*help = 0;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+j:kh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			if (parse_int(optarg, 1, 4096, &v))
+				return cli_usage("%s: --jobs must be an integer in 1..4096, not '%s'", cmd, optarg);
+			ro->so.jobs = (int)v;
+			ro->jobs_set = 1;
+			break;
+		case OPT_GPUS:
+		case OPT_NPUS:
+		case OPT_CPUS:
+			if (parse_int(optarg, c == OPT_CPUS ? 1 : 0, 4096, &v))
+				return cli_usage("%s: --%s must be an integer in %d..4096, not '%s'", cmd,
+						 c == OPT_GPUS ? "gpus" : c == OPT_NPUS ? "npus" : "cpus",
+						 c == OPT_CPUS, optarg);
+			*(c == OPT_GPUS ? &ro->so.gpus : c == OPT_NPUS ? &ro->so.npus : &ro->so.cpus) = (int)v;
+			break;
+		case 'k':
+		case OPT_KEEP:
+			ro->so.keep_going = 1;
+			break;
+		case OPT_NOCACHE:
+			ro->so.no_cache = 1;
+			break;
+		case OPT_GRACE:
+			if (parse_duration(optarg, 86400, &v))
+				return cli_usage("%s: --grace must be a duration like 30s, not '%s'", cmd, optarg);
+			ro->so.grace_s = (double)v;
+			break;
+		case OPT_SET:
+			if (!allow_set)
+				return cli_usage("%s: --set is fixed when a run starts; a resumed run keeps its params", cmd);
+			strv_push(&ro->sets, optarg);
+			break;
+		case 'h':
+			*help = 1;
+			return 0;
+		default:
+			return cli_usage("%s: unknown option '%s' (see 'anneal %s --help')", cmd,
+					 argv[optind - 1], cmd);
+		}
+	}
+	return 0;
+}
+
+/* Capacity: what the machine has, what the workspace declares, what the
+ * command line says — the last one given wins. */
+static void settle_capacity(struct run_opts *ro, const struct workspace *ws)
+{
+	int ncpu = get_nprocs();
+
+	if (ro->so.cpus <= 0)
+		ro->so.cpus = ncpu > 0 ? ncpu : 1;
+	if (!ro->jobs_set)
+		ro->so.jobs = ws->jobs > 0 ? ws->jobs : ro->so.cpus;
+	if (ro->so.gpus < 0)
+		ro->so.gpus = ws->gpus;
+	if (ro->so.npus < 0)
+		ro->so.npus = ws->npus;
+	if (ro->so.grace_s <= 0)
+		ro->so.grace_s = 10;
+	ro->so.max_requeues = 100;
+}
+
+/* Steps that can never fit are refused before the run is recorded. */
+static int check_fits(const struct step *steps, size_t n, const struct sched_opts *so,
+		      struct err *err)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct step *s = &steps[i];
+		if (s->res.gpus > so->gpus)
+			return err_set(err, ERR_INVALID,
+				       "step '%s' needs %d gpus; %d available (declare them with --gpus N or \"gpus\" in .anneal/config.json)",
+				       s->id, s->res.gpus, so->gpus);
+		if (s->res.npus > so->npus)
+			return err_set(err, ERR_INVALID,
+				       "step '%s' needs %d npus; %d available (declare them with --npus N or \"npus\" in .anneal/config.json)",
+				       s->id, s->res.npus, so->npus);
+		if (so->mem_mb && s->res.mem_mb > so->mem_mb)
+			return err_set(err, ERR_INVALID, "step '%s' needs %ld MB of memory; this machine has %ld",
+				       s->id, s->res.mem_mb, so->mem_mb);
+	}
+	return 0;
+}
+
+static int drive(struct cli *cli, struct workspace *ws, struct state *st, int64_t run,
+		 struct run_opts *ro, int cancel_only)
+{
+	struct progress p = { .tty = cli->is_tty, .start = now_mono() };
+	struct runner *runner = NULL;
+	struct err err;
+	char *shim = cli_shim_path();
+	char el[32];
+	int lock = -1, rc;
+
+	err_clear(&err);
+	rc = workspace_lock_run(ws, run, &lock, &err);
+	if (!rc)
+		rc = local_runner_new(shim, &runner, &err);
+	if (rc) {
+		rc = cli_fail(&err);
+		goto done;
+	}
+	ro->so.report = on_report;
+	ro->so.report_ctx = &p;
+	ro->so.cancel_only = cancel_only;
+	cli_install_stop_handlers();
+	rc = sched_run(st, runner, ws, run, &ro->so, &err);
+	clear_live(&p);
+	format_duration(now_mono() - p.start, el, sizeof(el));
+	if (rc == 0) {
+		printf("run %" PRId64 " succeeded in %s (%zu ran, %zu cached)\n", run, el,
+		       p.ran, p.cached);
+	} else {
+		fflush(stdout);
+		rc = cli_fail(&err);
+	}
+done:
+	runner_free(runner);
+	if (lock >= 0)
+		close(lock);
+	free(shim);
+	return rc;
+}
+
+static void run_usage(void)
+{
+	printf("usage: anneal run RECIPE [options]\n\n"
+	       "Records a new run of RECIPE and drives it: ready steps run in parallel within\n"
+	       "the resources; steps whose inputs and command are unchanged since an earlier\n"
+	       "run reuse its intact outputs (cached). Ctrl-C stops the steps cleanly; 'anneal\n"
+	       "resume' continues.\n\n"
+	       "options:\n"
+	       "  --set KEY=VALUE   override a recipe param (repeatable; typed like the param)\n"
+	       "  -j, --jobs N      at most N steps at once (default: the CPUs)\n"
+	       "  --cpus N          CPU capacity (default: detected)\n"
+	       "  --gpus N, --npus N  devices to hand out (default: .anneal/config.json, else 0)\n"
+	       "  -k, --keep-going  after a failure, keep running steps that do not depend on it\n"
+	       "  --no-cache        run every step, reuse nothing\n"
+	       "  --grace DUR       time between SIGTERM and SIGKILL when stopping a step (10s)\n");
+}
+
+int cmd_run(struct cli *cli, int argc, char **argv)
+{
+	struct run_opts ro = { .so = { .gpus = -1, .npus = -1 }, .sets = STRV_INIT };
+	struct recipe *r = NULL;
+	struct workspace *ws = NULL;
+	struct state *st = NULL;
+	char **keys = NULL;
+	struct err err;
+	int64_t run = 0;
+	int rc, help;
+
+	err_clear(&err);
+	rc = parse_opts("run", argc, argv, &ro, 1, &help);
+	if (rc || help) {
+		if (help)
+			run_usage();
+		goto done;
+	}
+	if (optind != argc - 1) {
+		rc = cli_usage("run: expected one RECIPE (see 'anneal run --help')");
+		goto done;
+	}
+	/* Everything that can be refused is refused before anything is written. */
+	rc = recipe_load(argv[optind], &ro.sets, &r, &err);
+	if (rc) {
+		rc = cli_fail(&err);
+		goto done;
+	}
+	rc = workspace_find(cli->dir, &ws, &err);
+	if (rc == ERR_NOTFOUND) {
+		err_clear(&err);
+		rc = workspace_init(cli->dir ? cli->dir : ".", &ws, &err);
+	}
+	if (rc) {
+		rc = cli_fail(&err);
+		goto done;
+	}
+	settle_capacity(&ro, ws);
+	{
+		struct sysinfo si;
+		if (sysinfo(&si) == 0)
+			ro.so.mem_mb = (long)((unsigned long long)si.totalram * si.mem_unit >> 20);
+	}
+	rc = check_fits(r->steps, r->nsteps, &ro.so, &err);
+	if (!rc)
+		rc = state_open(ws->db_path, &st, &err);
+	if (!rc) {
+		char *abs = fs_abspath(r->path);
+		struct run_new rn = {
+			.recipe_path = abs,
+			.recipe_name = r->name,
+			.recipe_text = r->text,
+			.recipe_digest = r->digest,
+			.params_json = r->params_json,
+			.runner = "local",
+			.steps = r->steps,
+			.nsteps = r->nsteps,
+			.cache_keys = NULL,
+		};
+		rc = state_run_create(st, &rn, &run, &err);
+		free(abs);
+	}
+	if (rc) {
+		rc = cli_fail(&err);
+		goto done;
+	}
+	printf("run %" PRId64 ": %s, %zu step%s (recipe %s)\n", run, r->name, r->nsteps,
+	       r->nsteps == 1 ? "" : "s", r->path);
+	fflush(stdout);
+	rc = drive(cli, ws, st, run, &ro, 0);
+done:
+	free(keys);
+	state_close(st);
+	workspace_free(ws);
+	recipe_free(r);
+	strv_free(&ro.sets);
+	return rc;
+}
+
+int cmd_resume(struct cli *cli, int argc, char **argv)
+{
+	struct run_opts ro = { .so = { .gpus = -1, .npus = -1 }, .sets = STRV_INIT };
+	struct workspace *ws = NULL;
+	struct state *st = NULL;
+	struct step *steps = NULL;
+	size_t nsteps = 0;
+	struct run_info ri = { 0 };
+	struct err err;
+	int64_t run = 0;
+	int rc, help;
+
+	err_clear(&err);
+	rc = parse_opts("resume", argc, argv, &ro, 0, &help);
+	if (rc || help) {
+		if (help)
+			printf("usage: anneal resume [RUN] [options]\n\n"
+			       "Finishes RUN (default: the latest unfinished run) from where it stopped:\n"
+			       "succeeded steps are kept, steps still running from an earlier anneal\n"
+			       "are re-attached, interrupted steps restart from their latest checkpoint,\n"
+			       "failed steps get a fresh retry budget. Options as for 'anneal run'\n"
+			       "(except --set: a run keeps its params).\n");
+		goto done;
+	}
+	if (optind < argc - 1) {
+		rc = cli_usage("resume: too many arguments");
+		goto done;
+	}
+	rc = cli_open(cli, &ws, &st, &err);
+	if (!rc) {
+		if (optind == argc - 1)
+			rc = cli_parse_run(argv[optind], &run, &err);
+		else if ((rc = state_run_latest(st, 1, &run, &err)) == ERR_NOTFOUND)
+			err_set(&err, ERR_NOTFOUND, "no unfinished run to resume");
+	}
+	if (!rc)
+		rc = state_run_get(st, run, &ri, &err);
+	if (rc) {
+		rc = cli_fail(&err);
+		goto done;
+	}
+	if (ri.state == RUN_SUCCEEDED) {
+		printf("run %" PRId64 " already succeeded; nothing to do\n", run);
+		goto done;
+	}
+	settle_capacity(&ro, ws);
+	rc = state_steps_load(st, run, &steps, &nsteps, &err);
+	if (!rc)
+		rc = check_fits(steps, nsteps, &ro.so, &err);
+	if (!rc && ri.cancel_requested)
+		rc = state_run_clear_cancel(st, run, &err);
+	if (rc) {
+		rc = cli_fail(&err);
+		goto done;
+	}
+	printf("resuming run %" PRId64 ": %s (%s)\n", run, ri.recipe_name ? ri.recipe_name : "",
+	       run_state_name(ri.state));
+	fflush(stdout);
+	rc = drive(cli, ws, st, run, &ro, 0);
+done:
+	for (size_t i = 0; i < nsteps; i++)
+		step_clear(&steps[i]);
+	free(steps);
+	run_info_clear(&ri);
+	state_close(st);
+	workspace_free(ws);
+	strv_free(&ro.sets);
+	return rc;
+}
+
+int cmd_cancel(struct cli *cli, int argc, char **argv)
+{
+	struct workspace *ws = NULL;
+	struct state *st = NULL;
+	struct run_info ri = { 0 };
+	struct err err;
+	int64_t run = 0;
+	int rc = 0;
+
+	err_clear(&err);
+	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		printf("usage: anneal cancel [RUN]\n\n"
+		       "Stops RUN (default: the latest unfinished run): its steps get SIGTERM, then\n"
+		       "SIGKILL after the grace period, and are recorded cancelled. Works whether\n"
+		       "or not an anneal process is still driving the run.\n");
+		return 0;
+	}
+	if (argc > 2)
+		return cli_usage("cancel: expected at most one RUN");
+	rc = cli_open(cli, &ws, &st, &err);
+	if (!rc) {
+		if (argc == 2)
+			rc = cli_parse_run(argv[1], &run, &err);
+		else if ((rc = state_run_latest(st, 1, &run, &err)) == ERR_NOTFOUND)
+			err_set(&err, ERR_NOTFOUND, "no unfinished run to cancel");
+	}
+	if (!rc)
+		rc = state_run_get(st, run, &ri, &err);
+	if (rc) {
+		rc = cli_fail(&err);
+		goto done;
+	}
+	if (ri.state != RUN_RUNNING && ri.state != RUN_INTERRUPTED) {
+		printf("run %" PRId64 " is %s; nothing to cancel\n", run, run_state_name(ri.state));
+		goto done;
+	}
+	if ((rc = state_run_request_cancel(st, run, &err))) {
+		rc = cli_fail(&err);
+		goto done;
+	}
+	if (workspace_run_locked(ws, run)) {
+		/* A driver is alive: it sees the request within a second (and at
+		 * once through the signal) and stops its steps itself. */
+		if (ri.driver_pid > 0)
+			kill(ri.driver_pid, SIGTERM);
+		for (;;) {
+			struct run_info now = { 0 };
+			if (state_run_get(st, run, &now, &err)) {
+				rc = cli_fail(&err);
+				goto done;
+			}
+			enum run_state s = now.state;
+			run_info_clear(&now);
+			if (s != RUN_RUNNING || !workspace_run_locked(ws, run))
+				break;
+			usleep(100 * 1000);
+		}
+		printf("run %" PRId64 " cancelled\n", run);
+	} else {
+		/* No driver: stop what outlived it and record the run ourselves. */
+		struct run_opts ro = { .so = { .gpus = -1, .npus = -1 }, .sets = STRV_INIT };
+		settle_capacity(&ro, ws);
+		rc = drive(cli, ws, st, run, &ro, 1);
+		if (rc == 1) {
+			rc = 0;   /* "cancelled" is what was asked for */
+		}
+	}
+done:
+	run_info_clear(&ri);
+	state_close(st);
+	workspace_free(ws);
+	return rc;
+}

@@ -1,0 +1,224 @@
+/* pipeline/workspace.c — see workspace.h. */
+#include "pipeline/workspace.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/err.h"
+#include "base/fs.h"
+#include "pipeline/json.h"
+
+static int read_config(struct workspace *ws, struct err *err)
+{
+	char *path = fs_join(ws->dir, "config.json"), *text = NULL;
+	struct jnode *root = NULL;
+	size_t len;
+	int rc = 0;
+
+	if (!fs_exists(path))
+		goto done;
+	rc = fs_read_file(path, 1 << 20, &text, &len, err);
+	if (rc)
+		goto done;
+	rc = json_parse(text, len, JSON_COMMENTS, &root, err);
+	if (rc) {
+		err_prefix(err, "%s", path);
+		goto done;
+	}
+	if (root->type != J_OBJECT) {
+		rc = err_set(err, ERR_INVALID, "%s: must be a JSON object", path);
+		goto done;
+	}
+	for (size_t i = 0; i < root->nkids; i++) {
+		const struct jnode *k = &root->kids[i];
+		int *slot = !strcmp(k->key, "gpus") ? &ws->gpus
+			  : !strcmp(k->key, "npus") ? &ws->npus
+			  : !strcmp(k->key, "jobs") ? &ws->jobs : NULL;
+		if (!slot) {
+			rc = err_set(err, ERR_INVALID, "%s: unknown field '%s' (known: gpus, npus, jobs)",
+				     path, k->key);
+			goto done;
+		}
+		if (k->type != J_NUMBER || !k->is_int || k->inum < 0 || k->inum > 4096) {
+			rc = err_set(err, ERR_INVALID, "%s: %s: must be an integer in 0..4096",
+				     path, k->key);
+			goto done;
+		}
+		*slot = (int)k->inum;
+	}
+done:
+	json_free(root);
+	free(text);
+	free(path);
+	return rc;
+}
+
+static struct workspace *ws_new(const char *root)
+{
+	struct workspace *ws = xcalloc(1, sizeof(*ws));
+
+	ws->root = xstrdup(root);
+	ws->dir = fs_join(root, ".anneal");
+	ws->db_path = fs_join(ws->dir, "state.db");
+	ws->runs_dir = fs_join(ws->dir, "runs");
+	return ws;
+}
+
+int workspace_find(const char *start, struct workspace **out, struct err *err)
+{
+	char *dir = fs_abspath(start ? start : ".");
+	struct workspace *ws = NULL;
+	int rc = 0;
+
+	*out = NULL;
+	if (!fs_is_dir(dir)) {
+		rc = err_set(err, ERR_NOTFOUND, "'%s': no such directory", start ? start : ".");
+		goto done;
+	}
+	for (;;) {
+		char *cand = fs_join(dir, ".anneal");
+		int found = fs_is_dir(cand);
+		free(cand);
+		if (found)
+			break;
+		char *slash = strrchr(dir, '/');
+		if (!slash || slash == dir) {
+			rc = err_set(err, ERR_NOTFOUND,
+				     "not an anneal workspace (or any parent): '%s'; run 'anneal init'",
+				     start ? start : ".");
+			goto done;
+		}
+		*slash = '\0';
+	}
+	ws = ws_new(dir);
+	rc = read_config(ws, err);
+	if (rc)
+		goto done;
+	*out = ws;
+	ws = NULL;
+done:
+	workspace_free(ws);
+	free(dir);
+	return rc;
+}
+
+int workspace_init(const char *root, struct workspace **out, struct err *err)
+{
+	char *abs = fs_abspath(root);
+	struct workspace *ws = NULL;
+	char *store = NULL;
+	int rc;
+
+	*out = NULL;
+	rc = fs_mkdir_p(abs, 0777, err);
+	if (rc)
+		goto done;
+	ws = ws_new(abs);
+	/* State and store are the user's alone (0700): other users must not
+	 * be able to change what a run records. */
+	rc = fs_mkdir_p(ws->dir, 0700, err);
+	if (rc)
+		goto done;
+	rc = fs_mkdir_p(ws->runs_dir, 0700, err);
+	if (rc)
+		goto done;
+	store = fs_join(ws->dir, "store");
+	rc = fs_mkdir_p(store, 0700, err);
+	if (rc)
+		goto done;
+	rc = read_config(ws, err);
+	if (rc)
+		goto done;
+	*out = ws;
+	ws = NULL;
+done:
+	free(store);
+	workspace_free(ws);
+	free(abs);
+	return rc;
+}
+
+void workspace_free(struct workspace *ws)
+{
+	if (!ws)
+		return;
+	free(ws->root);
+	free(ws->dir);
+	free(ws->db_path);
+	free(ws->runs_dir);
+	free(ws);
+}
+
+char *workspace_run_dir(const struct workspace *ws, int64_t run)
+{
+	return xasprintf("%s/%" PRId64, ws->runs_dir, run);
+}
+
+char *workspace_step_dir(const struct workspace *ws, int64_t run, const char *step)
+{
+	return xasprintf("%s/%" PRId64 "/%s", ws->runs_dir, run, step);
+}
+
+/* Open-file-description locks: owned by the open file (like flock), so
+ * they survive fork and are released when the last descriptor closes, and
+ * unlike flock they can be queried without being taken. */
+static int ofd_lock(int fd, int cmd, short type)
+{
+	struct flock fl = { .l_type = type, .l_whence = SEEK_SET };
+	return fcntl(fd, cmd, &fl);
+}
+
+int workspace_lock_run(const struct workspace *ws, int64_t run, int *fdp,
+		       struct err *err)
+{
+	char *dir = workspace_run_dir(ws, run), *path = fs_join(dir, "lock");
+	int fd = -1, rc = 0;
+
+	*fdp = -1;
+	rc = fs_mkdir_p(dir, 0700, err);
+	if (rc)
+		goto done;
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = err_sys(err, errno, "cannot open '%s'", path);
+		goto done;
+	}
+	if (ofd_lock(fd, F_OFD_SETLK, F_WRLCK) < 0) {
+		if (errno == EAGAIN || errno == EACCES)
+			rc = err_set(err, ERR_BUSY,
+				     "run %" PRId64 " is being driven by another anneal process", run);
+		else
+			rc = err_sys(err, errno, "cannot lock '%s'", path);
+		close(fd);
+		goto done;
+	}
+	*fdp = fd;
+done:
+	free(path);
+	free(dir);
+	return rc;
+}
+
+int workspace_run_locked(const struct workspace *ws, int64_t run)
+{
+	char *dir = workspace_run_dir(ws, run), *path = fs_join(dir, "lock");
+	int fd = open(path, O_RDWR | O_CLOEXEC), locked = 0;
+
+	if (fd >= 0) {
+		struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+		/* F_OFD_GETLK asks without taking the lock, so a status query can
+		 * never make a starting driver believe the run is taken. */
+		if (fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK)
+			locked = 1;
+		close(fd);
+	}
+	free(path);
+	free(dir);
+	return locked;
+}
