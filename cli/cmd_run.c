@@ -15,6 +15,7 @@
 
 #include "base/buf.h"
 #include "base/err.h"
+#include "base/fault.h"
 #include "base/fs.h"
 #include "base/util.h"
 #include "cli/cli.h"
@@ -318,6 +319,7 @@ int cmd_run(struct cli *cli, int argc, char **argv)
 		rc = cli_fail(&err);
 		goto done;
 	}
+	fault_point("run-created");
 	printf("run %" PRId64 ": %s, %zu step%s (recipe %s)\n", run, r->name, r->nsteps,
 	       r->nsteps == 1 ? "" : "s", r->path);
 	fflush(stdout);

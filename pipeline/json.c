@@ -272,9 +272,9 @@ static int scan_string(struct scan *sc)
 			continue;
 		}
 		if (c != 'u') {
-			char f[48];
-			return sfail(sc, sc->i, "invalid escape '\\' followed by %s",
-				     found(sc, sc->i + 1, f, sizeof(f)));
+			if (c > 0x20 && c < 0x7f)
+				return sfail(sc, sc->i, "invalid escape '\\%c'", c);
+			return sfail(sc, sc->i, "invalid escape after '\\'");
 		}
 		if (hex4(sc->s + sc->i + 2, end, &cp))
 			return sfail(sc, sc->i, "invalid \\u escape (expected 4 hex digits)");

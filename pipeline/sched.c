@@ -25,6 +25,7 @@
 #include "artifacts/tree.h"
 #include "base/buf.h"
 #include "base/err.h"
+#include "base/fault.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/util.h"
@@ -478,6 +479,7 @@ static int try_cache(struct sched *s, struct node *n, struct err *err)
 					    hits[i].run_id, hits[i].step, err);
 		if (rc)
 			break;
+		fault_point("cached");
 		n->state = STEP_CACHED;
 		n->outs = hits[i].outputs;
 		n->nouts = hits[i].noutputs;
@@ -565,6 +567,7 @@ static int start_step(struct sched *s, struct node *n, struct err *err)
 	rc = state_attempt_begin(s->st, s->run, st->id, n->attempt, resume, err);
 	if (rc)
 		goto done;
+	fault_point("attempt-begun");
 	n->state = STEP_RUNNING;
 	n->live = 1;
 	s->live++;
@@ -614,10 +617,12 @@ static int start_step(struct sched *s, struct node *n, struct err *err)
 		rc = end_attempt(s, n, &jd, err);
 		goto done;
 	}
+	fault_point("submitted");
 	rc = state_attempt_set_handle(s->st, s->run, st->id, n->attempt,
 				      n->handle.id, err);
 	if (rc)
 		goto done;
+	fault_point("handle-recorded");
 	report(s, SR_START, n, resume);
 done:
 	free(resume);
@@ -1082,9 +1087,11 @@ static int loop(struct sched *s, struct err *err)
 		if (rc)
 			return rc;
 		for (size_t i = 0; i < nd; i++) {
+			fault_point("job-ended");
 			rc = end_attempt(s, done[i].cookie, &done[i], err);
 			if (rc)
 				return rc;
+			fault_point("attempt-ended");
 		}
 		for (size_t i = 0; i < s->nsteps && s->live; i++)
 			if (s->nodes[i].live) {

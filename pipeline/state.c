@@ -32,7 +32,7 @@
 #define DEFAULT_BUSY_MS 10000
 #define ARRAY_LEN(a) (sizeof(a) / sizeof(*(a)))
 
-/* ---- words ------------------------------------------------------------ */
+/* ---- words -------------------------------------------------------------- */
 
 static const char *const run_words[] = {
 	[RUN_RUNNING] = "running",
@@ -141,7 +141,7 @@ int event_kind_parse(const char *s, enum event_kind *out)
 	return 0;
 }
 
-/* ---- schema ------------------------------------------------------------ */
+/* ---- schema ------------------------------------------------------------- */
 
 /* Ordered migrations: migrations[i] takes user_version i to i + 1. Append
  * only; never edit one that has shipped. */
@@ -237,7 +237,7 @@ int state_schema_version(void)
 	return (int)ARRAY_LEN(migrations);
 }
 
-/* ---- statements ---------------------------------------------------------- */
+/* ---- statements --------------------------------------------------------- */
 
 enum q {
 	Q_BEGIN_WRITE,
@@ -485,7 +485,7 @@ struct state {
 	sqlite3_stmt *q[Q__COUNT];   /* prepared on first use, kept until close */
 };
 
-/* ---- errors ---------------------------------------------------------------- */
+/* ---- errors ------------------------------------------------------------- */
 
 static int db_verr(struct state *st, int rc, struct err *err, const char *fmt,
 		   va_list ap) __attribute__((format(printf, 4, 0)));
@@ -539,7 +539,7 @@ static int no_step(struct err *err, int64_t run_id, const char *step)
 		       (long long)run_id, step);
 }
 
-/* ---- statement helpers ------------------------------------------------------ */
+/* ---- statement helpers -------------------------------------------------- */
 
 static int prep(struct state *st, enum q id, sqlite3_stmt **out,
 		struct err *err)
@@ -660,7 +660,7 @@ static int col_type(sqlite3_stmt *s, int i, enum artifact_type *out,
 	return 0;
 }
 
-/* ---- transactions ------------------------------------------------------------ */
+/* ---- transactions ------------------------------------------------------- */
 
 static int tx_begin(struct state *st, int write, struct err *err)
 {
@@ -693,7 +693,7 @@ static int tx_end(struct state *st, int ret, struct err *err)
 	return ret;
 }
 
-/* ---- open, migrate, close ----------------------------------------------------- */
+/* ---- open, migrate, close ----------------------------------------------- */
 
 /* Errors while opening name the database, as the caller has no other
  * context yet: "state database 'PATH': set journal mode: MSG". */
@@ -891,7 +891,7 @@ void state_close(struct state *st)
 	free(st);
 }
 
-/* ---- runs ------------------------------------------------------------------------ */
+/* ---- runs --------------------------------------------------------------- */
 
 static int run_exists(struct state *st, int64_t run_id, struct err *err)
 {
@@ -1307,7 +1307,7 @@ int state_run_clear_cancel(struct state *st, int64_t run_id, struct err *err)
 	return set_cancel(st, run_id, 0, err);
 }
 
-/* ---- steps: load ----------------------------------------------------------------- */
+/* ---- steps: load -------------------------------------------------------- */
 
 /* The step a child row belongs to, by its plan position. */
 static int child_step(sqlite3_stmt *s, struct step *steps, size_t n,
@@ -1513,7 +1513,7 @@ done:
 	return 0;
 }
 
-/* ---- outputs ---------------------------------------------------------------------- */
+/* ---- outputs ------------------------------------------------------------ */
 
 void output_rec_clear(struct output_rec *o)
 {
@@ -1598,7 +1598,7 @@ int state_step_outputs(struct state *st, int64_t run_id, const char *step,
 	return list_outputs(st, run_id, step, out, n, err);
 }
 
-/* ---- steps: info ----------------------------------------------------------------- */
+/* ---- steps: info -------------------------------------------------------- */
 
 void step_info_clear(struct step_info *si)
 {
@@ -1774,7 +1774,7 @@ done:
 	return 0;
 }
 
-/* ---- steps: changes ----------------------------------------------------------------- */
+/* ---- steps: changes ----------------------------------------------------- */
 
 /* Sets the state inside the caller's transaction. */
 static int set_step_state(struct state *st, int64_t run_id, const char *step,
@@ -1829,7 +1829,7 @@ done:
 	return tx_end(st, ret, err);
 }
 
-/* ---- attempts ----------------------------------------------------------------------- */
+/* ---- attempts ----------------------------------------------------------- */
 
 int state_attempt_begin(struct state *st, int64_t run_id, const char *step,
 			int n, const char *resumed_from, struct err *err)
@@ -2027,7 +2027,7 @@ done:
 	return 0;
 }
 
-/* ---- cache ------------------------------------------------------------------------ */
+/* ---- cache -------------------------------------------------------------- */
 
 int state_step_mark_cached(struct state *st, int64_t run_id, const char *step,
 			   int64_t from_run, const char *from_step,
@@ -2129,7 +2129,7 @@ done:
 	return 0;
 }
 
-/* ---- checkpoints and events ----------------------------------------------------------- */
+/* ---- checkpoints and events --------------------------------------------- */
 
 int state_checkpoint_add(struct state *st, int64_t run_id, const char *step,
 			 int attempt, long long engine_step, const char *path,

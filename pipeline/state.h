@@ -7,7 +7,11 @@
  * below that changes state is one transaction (BEGIN IMMEDIATE ... COMMIT):
  * a crash at any instant leaves the store as before or after it, never in
  * between. States are enums here; their words exist only in the database
- * and in output. */
+ * and in output.
+ *
+ * A struct state is one SQLite connection: use it from one thread at a
+ * time (opened NOMUTEX). Its file descriptors are close-on-exec, so steps
+ * spawned by anneal never inherit the database. */
 #ifndef ANNEAL_STATE_H
 #define ANNEAL_STATE_H
 
@@ -62,7 +66,8 @@ struct run_new {
 	const char *runner;          /* "local" */
 	const struct step *steps;    /* the expanded plan, in recipe order */
 	size_t nsteps;
-	const char *const *cache_keys;  /* per step, NULL entries allowed */
+	const char *const *cache_keys;  /* per step, NULL entries allowed;
+					 * NULL: none known yet */
 };
 
 /* One transaction: the run (state running), its steps (pending) with their

@@ -18,9 +18,26 @@
  * their lock is tried at every poll, which then waits at most 100 ms.
  *
  * Workload: one submit and one report per step; the parent side costs the
- * lock (open, flock, unlink of a stale exit, close) and one posix_spawn.
+ * lock (open, flock, unlink of a stale exit, close), the two log files
+ * (opened by spawn) and one posix_spawn, which returns once the shim has
+ * exec'd. File creation dominates on slow metadata (see the report with
+ * the tests); the rest is the kernel's process creation.
  * Each SIGCHLD checks every watched child: O(watched) syscalls per event,
  * fine for the tens to hundreds of jobs one machine runs at once.
+ *
+ * poll: a signal that interrupts the wait ends it after one more look that
+ * does not wait, so *n is 0 unless a job ended meanwhile (the SIGCHLD itself
+ * is such a signal); the caller checks its own flags either way.
+ *
+ * A child shim that dies without an exit file (SIGKILL) is reported with its
+ * own wait status and its group is SIGKILLed before the shim is reaped, while
+ * the pgid cannot be anybody else's: nothing of the job outlives the report.
+ * Attached jobs found in that state are JOB_LOST, and kill_survivors below
+ * applies the same rule with more care.
+ *
+ * flock(2) must be the local kind: on NFS it becomes a POSIX lock owned by
+ * the process, which the shim would not inherit. Attempt directories belong
+ * on a local file system.
  *
  * The SIGCHLD handler is installed with SA_RESTART, unlike the brief asked:
  * poll(2) is interrupted by a handled signal regardless of SA_RESTART, and

@@ -86,7 +86,11 @@ struct runner {
 };
 
 /* The local runner. shim_path is the anneal-shim binary (the per-job
- * supervisor that records the exit status in the attempt directory). */
+ * supervisor that records the exit status in the attempt directory).
+ * It installs a SIGCHLD handler for as long as it lives (the previous one is
+ * still called, and restored by free) and reaps only its own children. Use
+ * it from one thread; every other descriptor the process keeps open while
+ * it submits must be O_CLOEXEC, or the steps inherit it. At most 8 at once. */
 int local_runner_new(const char *shim_path, struct runner **out,
 		     struct err *err);
 

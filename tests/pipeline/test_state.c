@@ -27,7 +27,7 @@
 #include "base/util.h"
 #include "pipeline/state.h"
 
-/* ---- fixtures ---------------------------------------------------------- */
+/* ---- fixtures ----------------------------------------------------------- */
 
 struct fx {
 	char dir[64];
@@ -127,7 +127,7 @@ static long long raw_rows_total(sqlite3 *db)
 		" + (SELECT count(*) FROM checkpoints) + (SELECT count(*) FROM events)");
 }
 
-/* ---- a plan to store ----------------------------------------------------- */
+/* ---- a plan to store ---------------------------------------------------- */
 
 /* Three steps: prep -> train (input + after) -> eval (two inputs). */
 static void plan3(struct step s[3])
@@ -287,7 +287,7 @@ static const struct step_info *info_of(const struct step_info *v, size_t n,
 	return NULL;
 }
 
-/* ---- names ------------------------------------------------------------- */
+/* ---- names -------------------------------------------------------------- */
 
 static void test_state__names_roundtrip(void **unused)
 {
@@ -319,7 +319,7 @@ static void test_state__names_roundtrip(void **unused)
 	assert_int_equal(run_state_parse("done", &rs), ERR_INVALID);
 }
 
-/* ---- opening and schema ---------------------------------------------------- */
+/* ---- opening and schema ------------------------------------------------- */
 
 static void test_state__migration_from_empty(void **state)
 {
@@ -454,7 +454,7 @@ static void test_state__fds_close_on_exec(void **state)
 	assert_true(seen >= 2);   /* state.db and state.db-wal at least */
 }
 
-/* ---- runs and plans ----------------------------------------------------------- */
+/* ---- runs and plans ----------------------------------------------------- */
 
 static void test_state__create_and_load_roundtrip(void **state)
 {
@@ -688,7 +688,7 @@ static void test_state__run_fields_state_and_cancel(void **unused)
 	state_close(NULL);
 }
 
-/* ---- steps and attempts ------------------------------------------------------- */
+/* ---- steps and attempts ------------------------------------------------- */
 
 static void test_state__step_state_times(void **unused)
 {
@@ -947,7 +947,7 @@ static void test_state__attempt_end_is_atomic(void **unused)
 	state_close(st);
 }
 
-/* ---- cache --------------------------------------------------------------------- */
+/* ---- cache -------------------------------------------------------------- */
 
 static void test_state__cache_candidates_newest_first(void **unused)
 {
@@ -1016,7 +1016,7 @@ static void test_state__cache_candidates_newest_first(void **unused)
 	state_close(st);
 }
 
-/* ---- checkpoints and events ----------------------------------------------------- */
+/* ---- checkpoints and events --------------------------------------------- */
 
 static void test_state__checkpoint_latest(void **unused)
 {
@@ -1157,7 +1157,7 @@ static void test_state__events_each_in_order(void **unused)
 	state_close(st);
 }
 
-/* ---- locking and corruption --------------------------------------------------- */
+/* ---- locking and corruption --------------------------------------------- */
 
 static void test_state__busy_reports_locked(void **state)
 {

@@ -29,6 +29,7 @@
 #include "base/fs.h"
 #include "base/util.h"
 #include "runners/runner.h"
+#include "runners/spawn.h"
 
 extern char **environ;
 
@@ -653,17 +654,55 @@ static void test_local__poll_returns_on_signal(void **state)
 	free(dir);
 }
 
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	assert_non_null(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
 static void test_local__free_restores_sigchld(void **state)
 {
 	struct sigaction sa;
+	int fds = count_fds();
 	struct runner *r = new_runner();
 
+	assert_true(count_fds() > fds);
 	sigaction(SIGCHLD, NULL, &sa);
 	assert_true(sa.sa_flags & SA_SIGINFO);
 	runner_free(r);
 	sigaction(SIGCHLD, NULL, &sa);
 	assert_true(!(sa.sa_flags & SA_SIGINFO) && sa.sa_handler == SIG_DFL);
+	assert_int_equal(count_fds(), fds);
 	runner_free(NULL);
+}
+
+static void test_local__shim_usage_error(void **state)
+{
+	char *argv[] = { (char *)shim, "x", tmp, "--", "true", NULL };
+	char *argv2[] = { (char *)shim, "0", tmp, "true", NULL };
+	char *errp = fs_join(tmp, "err"), *text;
+	struct spawn_opts so = SPAWN_OPTS_INIT;
+	struct err err;
+	int status = -1;
+
+	so.stderr_path = errp;
+	assert_int_equal(spawn_run(argv, &so, &status, &err), 0);
+	assert_int_equal(status, 2);
+	assert_int_equal(spawn_run(argv2, &so, &status, &err), 0);
+	assert_int_equal(status, 2);
+	text = read_text(tmp, "err");
+	assert_non_null(strstr(text, "anneal-shim: usage: anneal-shim LOCK_FD ATTEMPT_DIR"));
+	free(text);
+	free(errp);
+	errp = fs_join(tmp, "exit");   /* a usage error records nothing */
+	assert_false(fs_exists(errp));
+	free(errp);
 }
 
 /* Per-job cost of submit + poll, 2 jobs at a time; not a pass/fail limit
@@ -709,27 +748,30 @@ static void test_local__throughput(void **state)
 	runner_free(r);
 }
 
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_local__true_false_exit3, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_local__killed_by_signal, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_local__missing_program_is_spawn_failed, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_local__logs_in_attempt_dir, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_local__many_jobs_each_reported_once, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_local__cancel_reaches_step, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_local__cancel_at_once, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_local__cancel_unknown_handle_is_noop, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_local__step_does_not_hold_lock, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_local__reattach_running_job, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_local__cancel_after_reattach, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_local__attach_after_shim_killed_is_lost, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_local__shim_killed_while_watched, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_local__attach_never_started, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_local__never_two_copies, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_local__poll_returns_on_signal, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_local__free_restores_sigchld, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_local__throughput, setup, teardown),
+		T(test_local__true_false_exit3),
+		T(test_local__killed_by_signal),
+		T(test_local__missing_program_is_spawn_failed),
+		T(test_local__logs_in_attempt_dir),
+		T(test_local__many_jobs_each_reported_once),
+		T(test_local__cancel_reaches_step),
+		T(test_local__cancel_at_once),
+		T(test_local__cancel_unknown_handle_is_noop),
+		T(test_local__step_does_not_hold_lock),
+		T(test_local__reattach_running_job),
+		T(test_local__cancel_after_reattach),
+		T(test_local__attach_after_shim_killed_is_lost),
+		T(test_local__shim_killed_while_watched),
+		T(test_local__attach_never_started),
+		T(test_local__never_two_copies),
+		T(test_local__poll_returns_on_signal),
+		T(test_local__free_restores_sigchld),
+		T(test_local__shim_usage_error),
+		T(test_local__throughput),
 	};
 
 	shim = find_shim();

@@ -262,19 +262,21 @@ static void test_spawn__missing_program_fails_cleanly(void **state)
 	assert_non_null(strstr(err.msg, "cannot open '/nonexistent-dir/out'"));
 }
 
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_spawn__runs_argv, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_spawn__exit_status, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_spawn__signal_status_is_128_plus_n, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_spawn__searches_path_of_child_env, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_spawn__cwd, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_spawn__envp_and_redirections_append, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_spawn__own_process_group, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_spawn__default_signal_dispositions, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_spawn__pass_fd, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_spawn__missing_program_fails_cleanly, setup, teardown),
+		T(test_spawn__runs_argv),
+		T(test_spawn__exit_status),
+		T(test_spawn__signal_status_is_128_plus_n),
+		T(test_spawn__searches_path_of_child_env),
+		T(test_spawn__cwd),
+		T(test_spawn__envp_and_redirections_append),
+		T(test_spawn__own_process_group),
+		T(test_spawn__default_signal_dispositions),
+		T(test_spawn__pass_fd),
+		T(test_spawn__missing_program_fails_cleanly),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
