@@ -155,26 +155,38 @@ done:
 
 int fs_mkdir_p(const char *path, mode_t mode, struct err *err)
 {
-	char *p = xstrdup(path);
-	int rc = 0;
+	char *parent, *slash;
+	int rc;
 
-	for (char *s = p + 1; ; s++) {
-		if (*s == '/' || *s == '\0') {
-			char c = *s;
-			*s = '\0';
-			if (mkdir(p, mode) < 0 && errno != EEXIST) {
-				rc = err_sys(err, errno, "cannot create directory '%s'", p);
-				break;
-			}
-			*s = c;
-			if (c == '\0')
-				break;
-		}
+	/* The common cases, the parent exists or the directory does, cost
+	 * one syscall; only missing parents are walked, deepest first. */
+	if (mkdir(path, mode) == 0)
+		return 0;
+	if (errno == EEXIST) {
+		if (fs_is_dir(path))
+			return 0;
+		return err_set(err, ERR_SYSTEM, "'%s' exists and is not a directory", path);
 	}
-	if (!rc && !fs_is_dir(path))
-		rc = err_set(err, ERR_SYSTEM, "'%s' exists and is not a directory", path);
-	free(p);
-	return rc;
+	if (errno != ENOENT)
+		return err_sys(err, errno, "cannot create directory '%s'", path);
+	parent = xstrdup(path);
+	slash = strrchr(parent, '/');
+	while (slash && slash > parent && slash[1] == '\0') {   /* trailing '/' */
+		*slash = '\0';
+		slash = strrchr(parent, '/');
+	}
+	if (!slash || slash == parent) {
+		free(parent);
+		return err_sys(err, ENOENT, "cannot create directory '%s'", path);
+	}
+	*slash = '\0';
+	rc = fs_mkdir_p(parent, mode, err);
+	free(parent);
+	if (rc)
+		return rc;
+	if (mkdir(path, mode) < 0 && !(errno == EEXIST && fs_is_dir(path)))
+		return err_sys(err, errno, "cannot create directory '%s'", path);
+	return 0;
 }
 
 static int remove_at(int at, const char *name, struct err *err, const char *top)

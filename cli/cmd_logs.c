@@ -91,7 +91,7 @@ int cmd_logs(struct cli *cli, int argc, char **argv)
 	err_clear(&err);
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+fh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "fh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'f': follow = 1; break;
 		case 'a':

@@ -261,7 +261,7 @@ int cmd_plan(struct cli *cli, int argc, char **argv)
 	err_clear(&err);
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's': strv_push(&sets, optarg); break;
 		case 'f': format = optarg; break;

@@ -111,7 +111,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct run_opts *r
 	*help = 0;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+j:kh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "j:kh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			if (parse_int(optarg, 1, 4096, &v))

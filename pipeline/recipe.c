@@ -398,19 +398,6 @@ static int expand_stages(const struct jnode *arr, const struct stage_ctx *ctx,
 	return rc;
 }
 
-/* The JSON path a reference was written at. */
-static const char *ref_where(const struct stages *s, size_t stage, size_t step,
-			     int is_after, size_t index)
-{
-	const struct stage_out *o = &s->outs[stage];
-
-	for (size_t i = 0; i < o->nrefs; i++)
-		if (o->refs[i].step == step && o->refs[i].is_after == is_after &&
-		    o->refs[i].index == index)
-			return o->refs[i].where;
-	return s->where[stage];
-}
-
 static int no_stage(const struct stages *s, const char *where, const char *id,
 		    struct err *err)
 {
@@ -458,23 +445,75 @@ static int resolve_input(const struct stages *s, struct step_input *in,
 	return stage_err(err, where, "stage '%s' has no output '%s'", s->ids[t], show);
 }
 
-/* "after": [stage ids] becomes every step of those stages. */
-static int resolve_after(const struct stages *s, size_t stage, size_t k,
-			 struct step *st, struct err *err)
+struct after_ref {
+	long stage;
+	size_t pos;
+};
+
+static int after_ref_cmp(const void *a, const void *b)
 {
+	const struct after_ref *x = a, *y = b;
+
+	if (x->stage != y->stage)
+		return x->stage < y->stage ? -1 : 1;
+	return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* The user's after[] entries of steps[k] of stage i (stage ids) become
+ * every step of those stages, each stage once; the kind's own entries
+ * (step ids) stay. Repeats are found by sorting stage indexes, so that a
+ * join after 30000 stages costs n log n. */
+static int resolve_after(const struct stages *s, size_t i, size_t k,
+			 struct err *err)
+{
+	const struct stage_out *o = &s->outs[i];
+	struct step *st = &o->steps[k];
+	struct after_ref *refs = NULL;
+	const char **where = NULL;
 	struct strv ids = STRV_INIT;
+	size_t nrefs = 0;
+	char *skip = NULL;
 	int rc = 0;
 
+	if (st->nafter == 0)
+		return 0;
+	where = xcalloc(st->nafter, sizeof(*where));
+	for (size_t r = 0; r < o->nrefs; r++)
+		if (o->refs[r].is_after && o->refs[r].step == k &&
+		    o->refs[r].index < st->nafter)
+			where[o->refs[r].index] = o->refs[r].where;
+	refs = xcalloc(st->nafter, sizeof(*refs));
+	skip = xcalloc(st->nafter, 1);
 	for (size_t j = 0; j < st->nafter; j++) {
-		long t = stage_lookup(s, st->after[j]);
+		long t;
 
+		if (!where[j])
+			continue;
+		t = stage_lookup(s, st->after[j]);
 		if (t < 0) {
-			rc = no_stage(s, ref_where(s, stage, k, 1, j), st->after[j], err);
+			rc = no_stage(s, where[j], st->after[j], err);
 			goto done;
 		}
+		refs[nrefs].stage = t;
+		refs[nrefs].pos = j;
+		nrefs++;
+	}
+	qsort(refs, nrefs, sizeof(*refs), after_ref_cmp);
+	for (size_t j = 1; j < nrefs; j++)
+		if (refs[j].stage == refs[j - 1].stage)
+			skip[refs[j].pos] = 1;
+	for (size_t j = 0; j < st->nafter; j++) {
+		long t;
+
+		if (skip[j])
+			continue;
+		if (!where[j]) {
+			strv_push(&ids, st->after[j]);
+			continue;
+		}
+		t = stage_lookup(s, st->after[j]);
 		for (size_t m = 0; m < s->outs[t].nsteps; m++)
-			if (strv_find(&ids, s->outs[t].steps[m].id) < 0)
-				strv_push(&ids, s->outs[t].steps[m].id);
+			strv_push(&ids, s->outs[t].steps[m].id);
 	}
 	for (size_t j = 0; j < st->nafter; j++)
 		free(st->after[j]);
@@ -485,22 +524,31 @@ static int resolve_after(const struct stages *s, size_t stage, size_t k,
 	ids.n = 0;
 done:
 	strv_free(&ids);
+	free(where);
+	free(refs);
+	free(skip);
 	return rc;
 }
 
 static int resolve_refs(struct stages *s, struct err *err)
 {
-	for (size_t i = 0; i < s->n; i++)
-		for (size_t k = 0; k < s->outs[i].nsteps; k++) {
-			struct step *st = &s->outs[i].steps[k];
+	for (size_t i = 0; i < s->n; i++) {
+		struct stage_out *o = &s->outs[i];
 
-			for (size_t j = 0; j < st->ninputs; j++)
-				if (resolve_input(s, &st->inputs[j],
-						  ref_where(s, i, k, 0, j), err))
-					return ERR_INVALID;
-			if (resolve_after(s, i, k, st, err))
+		for (size_t r = 0; r < o->nrefs; r++) {
+			const struct stage_ref *ref = &o->refs[r];
+
+			if (ref->is_after || ref->step >= o->nsteps ||
+			    ref->index >= o->steps[ref->step].ninputs)
+				continue;
+			if (resolve_input(s, &o->steps[ref->step].inputs[ref->index],
+					  ref->where, err))
 				return ERR_INVALID;
 		}
+		for (size_t k = 0; k < o->nsteps; k++)
+			if (resolve_after(s, i, k, err))
+				return ERR_INVALID;
+	}
 	return 0;
 }
 

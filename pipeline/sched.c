@@ -75,6 +75,7 @@ struct node {
 	char *attempt_dir;
 	struct events_reader ev;
 	int ev_open;
+	off_t ev_recorded;       /* events-file offset the store knows */
 	struct output_rec *outs;
 	size_t nouts;
 	char *metric_name;
@@ -110,6 +111,8 @@ struct sched {
 	struct event_rec *evbuf;
 	size_t nev, capev;
 	struct buf evnames;
+	struct { char *prog, *path, *full; } *which;
+	size_t nwhich, capwhich;
 };
 
 static void report(struct sched *s, enum sched_report_kind kind,
@@ -548,6 +551,25 @@ static char *latest_checkpoint(struct sched *s, struct node *n)
 static int end_attempt(struct sched *s, struct node *n,
 		       const struct job_done *jd, struct err *err);
 
+/* plan_which, remembered per (program, PATH): a run of 10,000 steps of
+ * one engine searches PATH once. Returns a malloc'd copy or NULL. */
+static char *which_memo(struct sched *s, const char *prog, const char *path)
+{
+	for (size_t i = 0; i < s->nwhich; i++)
+		if (!strcmp(s->which[i].prog, prog) &&
+		    !strcmp(s->which[i].path, path ? path : ""))
+			return s->which[i].full ? xstrdup(s->which[i].full) : NULL;
+	if (s->nwhich == s->capwhich) {
+		s->capwhich = s->capwhich ? s->capwhich * 2 : 8;
+		s->which = xrealloc(s->which, s->capwhich * sizeof(*s->which));
+	}
+	s->which[s->nwhich].prog = xstrdup(prog);
+	s->which[s->nwhich].path = xstrdup(path ? path : "");
+	s->which[s->nwhich].full = plan_which(prog, s->ws->root, path);
+	s->nwhich++;
+	return s->which[s->nwhich - 1].full ? xstrdup(s->which[s->nwhich - 1].full) : NULL;
+}
+
 static int start_step(struct sched *s, struct node *n, struct err *err)
 {
 	const struct step *st = n->step;
@@ -580,6 +602,7 @@ static int start_step(struct sched *s, struct node *n, struct err *err)
 	free(n->ev.path);
 	n->ev.path = fs_join(n->attempt_dir, "events.jsonl");
 	n->ev_open = 1;
+	n->ev_recorded = 0;
 
 	buf_init(&b);
 	for (size_t i = 0; i < st->argc; i++) {
@@ -591,6 +614,18 @@ static int start_step(struct sched *s, struct node *n, struct err *err)
 	}
 	if (!rc)
 		rc = build_env(s, n, resume, &env, err);
+	if (!rc && !strchr(argv.v[0], '/')) {
+		/* Found once here rather than by every exec of every step. */
+		const char *path = NULL;
+		for (size_t i = 0; i < env.n; i++)
+			if (!strncmp(env.v[i], "PATH=", 5))
+				path = env.v[i] + 5;
+		char *full = which_memo(s, argv.v[0], path);
+		if (full) {
+			free(argv.v[0]);
+			argv.v[0] = full;
+		}
+	}
 	if (!rc) {
 		memset(&spec, 0, sizeof(spec));
 		char run_id[32];
@@ -656,7 +691,7 @@ static void on_event(void *ctx, const struct ev *ev)
 			char *w = xasprintf("checkpoint '%s' is not a directory; ignored", dir);
 			if (state_events_add(s->st, s->run, n->step->id, n->attempt,
 					     &(struct event_rec){ .kind = EV_WARNING,
-						     .engine_step = -1, .text = w }, 1, &e))
+						     .engine_step = -1, .text = w }, 1, -1, &e))
 				log_warn("%s", e.msg);
 			report(s, SR_WARNING, n, w);
 			free(w);
@@ -712,7 +747,7 @@ static int follow_events(struct sched *s, struct node *n, struct err *err)
 	rc = events_read(&n->ev, 4u << 20, on_event, &ec, err);
 	if (rc)
 		return rc;
-	if (!s->nev)
+	if (!s->nev && n->ev.offset == n->ev_recorded)
 		return 0;
 	/* Offsets into evnames become pointers now that it stopped growing. */
 	for (size_t i = 0; i < s->nev; i++) {
@@ -721,8 +756,11 @@ static int follow_events(struct sched *s, struct node *n, struct err *err)
 		if (s->evbuf[i].kind == EV_WARNING)
 			s->evbuf[i].text = s->evnames.ptr + (uintptr_t)s->evbuf[i].text;
 	}
-	return state_events_add(s->st, s->run, n->step->id, n->attempt,
-				s->evbuf, s->nev, err);
+	rc = state_events_add(s->st, s->run, n->step->id, n->attempt,
+			      s->evbuf, s->nev, (long long)n->ev.offset, err);
+	if (!rc)
+		n->ev_recorded = n->ev.offset;
+	return rc;
 }
 
 /* ---- ending an attempt --------------------------------------------------- */
@@ -1215,7 +1253,16 @@ static int setup(struct sched *s, struct err *err)
 		s->live++;
 		free(n->ev.path);
 		n->ev.path = fs_join(n->attempt_dir, "events.jsonl");
-		n->ev.offset = 0;
+		{
+			/* Continue where the previous driver stopped reading. */
+			long long off = 0;
+			rc = state_attempt_events_offset(s->st, s->run, n->step->id,
+							 n->attempt, &off, err);
+			if (rc)
+				goto done;
+			n->ev.offset = (off_t)off;
+			n->ev_recorded = (off_t)off;
+		}
 		n->ev_open = 1;
 		n->started = now_mono() - (info[i].last_attempt_started > 0
 				? now_wall() - info[i].last_attempt_started : 0);
@@ -1268,6 +1315,12 @@ static void teardown(struct sched *s)
 	free(s->npu_used);
 	free(s->evbuf);
 	buf_free(&s->evnames);
+	for (size_t i = 0; i < s->nwhich; i++) {
+		free(s->which[i].prog);
+		free(s->which[i].path);
+		free(s->which[i].full);
+	}
+	free(s->which);
 }
 
 int sched_run(struct state *st, struct runner *r, const struct workspace *ws,

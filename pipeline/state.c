@@ -204,6 +204,7 @@ static const char *const migrations[] = {
 	"  state TEXT NOT NULL, handle TEXT, started REAL NOT NULL, finished REAL,"
 	"  exit_code INTEGER, signal INTEGER, resumed_from TEXT, reason TEXT,"
 	"  spends_retry INTEGER NOT NULL DEFAULT 0,"
+	"  events_offset INTEGER NOT NULL DEFAULT 0,"
 	"  PRIMARY KEY (run_id, step_id, n),"
 	"  FOREIGN KEY (run_id, step_id) REFERENCES steps(run_id, id) ON DELETE CASCADE);"
 	"CREATE TABLE outputs ("
@@ -292,6 +293,8 @@ enum q {
 	Q_CKPT_INSERT,
 	Q_CKPT_LATEST,
 	Q_EV_INSERT,
+	Q_EV_OFFSET_SET,
+	Q_EV_OFFSET_GET,
 	Q_EV_RUN,
 	Q_EV_STEP,
 
@@ -470,6 +473,12 @@ static const char *const q_sql[Q__COUNT] = {
 		"INSERT INTO events (run_id, step_id, attempt, time, kind, name,"
 		" value, total, engine_step, text)"
 		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+	[Q_EV_OFFSET_SET] =
+		"UPDATE attempts SET events_offset = ?4"
+		" WHERE run_id = ?1 AND step_id = ?2 AND n = ?3",
+	[Q_EV_OFFSET_GET] =
+		"SELECT events_offset FROM attempts"
+		" WHERE run_id = ?1 AND step_id = ?2 AND n = ?3",
 	[Q_EV_RUN] =
 		"SELECT step_id, attempt, time, kind, name, value, total,"
 		" engine_step, text FROM events WHERE run_id = ?1 ORDER BY id",
@@ -2192,15 +2201,27 @@ done:
 
 int state_events_add(struct state *st, int64_t run_id, const char *step,
 		     int attempt, const struct event_rec *ev, size_t n,
-		     struct err *err)
+		     long long offset, struct err *err)
 {
 	sqlite3_stmt *s = NULL;
 	double now = now_wall();
 	int rc, ret;
 
-	if (n == 0)
+	if (n == 0 && offset < 0)
 		return 0;
 	ret = tx_begin(st, 1, err);
+	if (ret == 0 && offset >= 0) {
+		rc = SQLITE_OK;
+		ret = prep(st, Q_EV_OFFSET_SET, &s, err);
+		if (ret == 0) {
+			bind_int(s, 1, run_id, &rc);
+			bind_text(s, 2, step, &rc);
+			bind_int(s, 3, attempt, &rc);
+			bind_int(s, 4, offset, &rc);
+			ret = exec_done(st, s, rc, err, "set events offset of step '%s'",
+					step ? step : "");
+		}
+	}
 	if (ret)
 		return ret;
 	for (size_t i = 0; ret == 0 && i < n; i++) {
@@ -2227,6 +2248,28 @@ int state_events_add(struct state *st, int64_t run_id, const char *step,
 				step ? step : "");
 	}
 	return tx_end(st, ret, err);
+}
+
+int state_attempt_events_offset(struct state *st, int64_t run_id,
+				const char *step, int attempt, long long *offset,
+				struct err *err)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = SQLITE_OK, ret;
+
+	*offset = 0;
+	ret = prep(st, Q_EV_OFFSET_GET, &s, err);
+	if (ret)
+		return ret;
+	bind_int(s, 1, run_id, &rc);
+	bind_text(s, 2, step, &rc);
+	bind_int(s, 3, attempt, &rc);
+	if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		*offset = sqlite3_column_int64(s, 0);
+		rc = SQLITE_DONE;
+	}
+	return exec_done(st, s, rc == SQLITE_ROW ? SQLITE_DONE : rc, err,
+			 "read events offset of step '%s'", step ? step : "");
 }
 
 int state_events_each(struct state *st, int64_t run_id, const char *step,

@@ -252,10 +252,17 @@ struct event_rec {
 	long long engine_step; /* -1 if none */
 	const char *text;      /* raw line (warnings) or message; may be NULL */
 };
-/* Appends events in one transaction. */
+/* Appends events in one transaction, together with how far the attempt's
+ * events file has been read (offset >= 0; -1: leave it), so that a driver
+ * taking over a running step after a crash continues where the last one
+ * stopped instead of recording the same events twice. */
 int state_events_add(struct state *st, int64_t run_id, const char *step,
 		     int attempt, const struct event_rec *ev, size_t n,
-		     struct err *err);
+		     long long offset, struct err *err);
+/* The recorded events-file offset of an attempt (0 if none). */
+int state_attempt_events_offset(struct state *st, int64_t run_id,
+				const char *step, int attempt, long long *offset,
+				struct err *err);
 
 /* Events of a run (step may be NULL: all), oldest first, via callback.
  * Strings passed to fn are borrowed for the call only. fn returns 0 to go

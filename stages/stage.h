@@ -35,10 +35,14 @@ struct stage_export {
 	enum artifact_type type;
 };
 
-/* What expand() produces for one stage. Steps' inputs still name
- * "STAGE.OUTPUT" references in from_step/from_output as written; the
- * recipe parser resolves them through the exports of the referenced stage
- * once all stages are expanded. */
+/* What expand() produces for one stage. References the user wrote are
+ * recorded with stage_out_add_ref(), and only those are resolved by the
+ * recipe parser once all stages are expanded: an input's from_step and
+ * from_output hold "STAGE" and "OUTPUT" as written and become the
+ * producing step and output through that stage's exports; an after[]
+ * entry holds a stage id and becomes every step of that stage. Entries
+ * without a record are the kind's own links between its steps (merge.1
+ * after distill.1) and must already name step ids and step outputs. */
 struct stage_out {
 	struct step *steps;
 	size_t nsteps;
@@ -50,10 +54,9 @@ struct stage_out {
 /* Frees everything o holds and empties it; NULL-safe. */
 void stage_out_clear(struct stage_out *o);
 
-/* Where a kind wrote a reference, so that the parser's "no stage 'x'"
- * names the JSON path: steps[step].inputs[index] (or .after[index] when
- * is_after) came from `where`, e.g. `stages[2] ("d").inputs.teacher`.
- * A reference without one is reported at the stage's path. */
+/* A reference the user wrote: steps[step].inputs[index] (or
+ * .after[index] when is_after), written at JSON path `where`, e.g.
+ * `stages[2] ("d").inputs.teacher`, which messages about it name. */
 struct stage_ref {
 	size_t step;
 	int is_after;

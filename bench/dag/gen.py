@@ -8,7 +8,7 @@ steps, then one join step that depends on all of them: N+1 steps).  Every step,
 in every tool, runs the same program: `touch` of one small file.
 
 Writes into DIR:
-  recipe.json   anneal exec recipe (outputs o, command touch ${outputs.o}/x)
+  recipe.json   anneal exec recipe (output o, command touch ${outputs.o}/s<i>)
   build.ninja   one build edge per step (rule: touch $out)
   Snakefile     one wildcard rule for the steps (+ one join rule for 'fan')
 """
@@ -30,15 +30,17 @@ def main(argv):
     # anneal
     stages = []
     for i in range(n):
+        # Each step touches its own file name (as ninja's and Snakemake's do),
+        # so every step has its own cache key, as steps of real recipes do.
         st = {"id": "s%d" % i, "kind": "exec",
-              "command": ["touch", "${outputs.o}/x"],
+              "command": ["touch", "${outputs.o}/s%d" % i],
               "outputs": {"o": "dataset"}}
         if shape == "chain" and i > 0:
             st["after"] = ["s%d" % (i - 1)]
         stages.append(st)
     if shape == "fan":
         stages.append({"id": "join", "kind": "exec",
-                       "command": ["touch", "${outputs.o}/x"],
+                       "command": ["touch", "${outputs.o}/join"],
                        "outputs": {"o": "dataset"},
                        "after": ["s%d" % i for i in range(n)]})
     with open(os.path.join(out, "recipe.json"), "w") as f:
@@ -61,13 +63,17 @@ def main(argv):
     # Snakemake: one wildcard rule; the target drives the DAG
     with open(os.path.join(out, "Snakefile"), "w") as f:
         if shape == "chain":
+            # Snakemake builds the DAG recursively: a deep chain needs a higher
+            # Python recursion limit (the default fails near 500 steps).
             f.write(
+                "import sys\n"
+                "sys.setrecursionlimit(max(sys.getrecursionlimit(), %d))\n\n"
                 "rule all:\n"
                 "    input: 'o/s%d'\n\n"
                 "rule step:\n"
                 "    input: lambda wc: ['o/s%%d' %% (int(wc.i) - 1)] if int(wc.i) > 0 else []\n"
                 "    output: 'o/s{i,[0-9]+}'\n"
-                "    shell: 'touch {output}'\n" % (n - 1))
+                "    shell: 'touch {output}'\n" % (20 * n + 1000, n - 1))
         else:
             f.write(
                 "N = %d\n\n"

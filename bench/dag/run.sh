@@ -134,7 +134,7 @@ for shape in chain fan; do
 	done
 
 	# Sanity: every anneal step really ran (one output file each).
-	ran=$(find "$tmp/$shape-anneal-1" -type f -name x | wc -l | tr -d ' ')
+	ran=$(find "$tmp/$shape-anneal-1" -type f \( -name "s[0-9]*" -o -name join \) | wc -l | tr -d ' ')
 	if [ "$ran" -lt "$steps" ]; then
 		echo "bench/dag: anneal produced $ran output files for $steps steps ($shape)" >&2
 		exit 3

@@ -1074,10 +1074,10 @@ static void test_state__step_info_latest_events(void **unused)
 	int64_t id = create_plan3(st, NULL);
 	const struct step_info *t;
 
-	assert_int_equal(state_events_add(st, id, "train", 1, ev1, 2, &err), 0);
-	assert_int_equal(state_events_add(st, id, "eval", 1, other, 2, &err), 0);
-	assert_int_equal(state_events_add(st, id, "train", 1, ev2, 4, &err), 0);
-	assert_int_equal(state_events_add(st, id, "train", 1, NULL, 0, &err), 0);
+	assert_int_equal(state_events_add(st, id, "train", 1, ev1, 2, -1, &err), 0);
+	assert_int_equal(state_events_add(st, id, "eval", 1, other, 2, -1, &err), 0);
+	assert_int_equal(state_events_add(st, id, "train", 1, ev2, 4, -1, &err), 0);
+	assert_int_equal(state_events_add(st, id, "train", 1, NULL, 0, -1, &err), 0);
 
 	assert_int_equal(state_steps_info(st, id, &si, &n, &err), 0);
 	t = info_of(si, n, "train");
@@ -1113,6 +1113,32 @@ static int log_event(void *ctx, const char *step, int attempt, double time,
 	return ++l->calls == l->stop_after ? 42 : 0;
 }
 
+static void test_state__events_offset_recorded_with_events(void **unused)
+{
+	struct state *st = open_mem();
+	struct event_rec a[] = { { EV_METRIC, "loss", 2, 0, 10, NULL } };
+	struct err err;
+	long long off = -5;
+	int64_t id = create_plan3(st, NULL);
+
+	(void)unused;
+	assert_int_equal(state_attempt_begin(st, id, "train", 1, NULL, &err), 0);
+	assert_int_equal(state_attempt_events_offset(st, id, "train", 1, &off, &err), 0);
+	assert_int_equal(off, 0);
+	assert_int_equal(state_events_add(st, id, "train", 1, a, 1, 123, &err), 0);
+	assert_int_equal(state_attempt_events_offset(st, id, "train", 1, &off, &err), 0);
+	assert_int_equal(off, 123);
+	/* An offset alone (no new events) is recorded too; -1 leaves it. */
+	assert_int_equal(state_events_add(st, id, "train", 1, NULL, 0, 456, &err), 0);
+	assert_int_equal(state_events_add(st, id, "train", 1, a, 1, -1, &err), 0);
+	assert_int_equal(state_attempt_events_offset(st, id, "train", 1, &off, &err), 0);
+	assert_int_equal(off, 456);
+	/* No such attempt: 0. */
+	assert_int_equal(state_attempt_events_offset(st, id, "train", 9, &off, &err), 0);
+	assert_int_equal(off, 0);
+	state_close(st);
+}
+
 static void test_state__events_each_in_order(void **unused)
 {
 	struct state *st = open_mem();
@@ -1125,9 +1151,9 @@ static void test_state__events_each_in_order(void **unused)
 	struct err err;
 	int64_t id = create_plan3(st, NULL);
 
-	assert_int_equal(state_events_add(st, id, "train", 2, a, 2, &err), 0);
-	assert_int_equal(state_events_add(st, id, "prep", 1, b, 1, &err), 0);
-	assert_int_equal(state_events_add(st, id, NULL, 0, b, 1, &err), 0);
+	assert_int_equal(state_events_add(st, id, "train", 2, a, 2, -1, &err), 0);
+	assert_int_equal(state_events_add(st, id, "prep", 1, b, 1, -1, &err), 0);
+	assert_int_equal(state_events_add(st, id, NULL, 0, b, 1, -1, &err), 0);
 
 	assert_int_equal(state_events_each(st, id, NULL, log_event, &l, &err), 0);
 	assert_string_equal(buf_str(&l.b),
@@ -1190,7 +1216,7 @@ static void test_state__busy_reports_locked(void **state)
 			       "state database is locked by another process ("));
 	assert_int_equal(state_attempt_begin(f->st, 1, "prep", 1, NULL, &err),
 			 ERR_BUSY);
-	assert_int_equal(state_events_add(f->st, 1, "prep", 1, &ev, 1, &err),
+	assert_int_equal(state_events_add(f->st, 1, "prep", 1, &ev, 1, -1, &err),
 			 ERR_BUSY);
 	assert_int_equal(state_run_set_state(f->st, 1, RUN_FAILED, &err), ERR_BUSY);
 
@@ -1295,6 +1321,7 @@ int main(void)
 		cmocka_unit_test(test_state__checkpoint_latest),
 		cmocka_unit_test(test_state__step_info_latest_events),
 		cmocka_unit_test(test_state__events_each_in_order),
+		cmocka_unit_test(test_state__events_offset_recorded_with_events),
 		cmocka_unit_test_setup_teardown(test_state__busy_reports_locked,
 						setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_state__unknown_state_word_rejected,

@@ -1,0 +1,268 @@
+# tests/e2e/lib.sh — shared helpers for the end-to-end scripts (sourced).
+#
+# Each test script does
+#     . "$(dirname "$0")/lib.sh"
+# and then gets:
+#   $ANNEAL_BIN  the binary under test (absolute; default ./bin/anneal)
+#   $STEP        tests/e2e/step.sh, the fake engine (see its header)
+#   $T           a fresh temporary dir, removed at exit (kept with E2E_KEEP=1)
+#   $WS          $T/ws, the workspace root and the cwd of the test; $WS/e2e
+#                is step.sh's shared state (starts.log, pids/, locks/)
+# At exit, every process still running with its cwd under $T (anneal
+# drivers, shims, steps and their children: everything the test started)
+# is killed by pid, then $T is removed.
+#
+# Synchronisation is by polling (wait_for) with a deadline, never by fixed
+# sleeps. Failures print what was expected and what was seen, and exit 1.
+set -u
+
+: "${ANNEAL_BIN:=$(pwd)/bin/anneal}"
+case $ANNEAL_BIN in
+/*) ;;
+*) ANNEAL_BIN=$(pwd)/$ANNEAL_BIN ;;
+esac
+export ANNEAL_BIN
+if [ ! -x "$ANNEAL_BIN" ]; then
+	echo "FAIL: ANNEAL_BIN '$ANNEAL_BIN' is not executable (run make)" >&2
+	exit 1
+fi
+# Only the test that asks for a fault gets one.
+unset ANNEAL_FAULT ANNEAL_DEBUG 2>/dev/null || :
+
+E2E_DIR=$(cd "$(dirname "$0")" && pwd)
+STEP=$E2E_DIR/step.sh
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+E2E_TIMEOUT=${E2E_TIMEOUT:-60}
+TEST_NAME=$(basename "$0" .sh)
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/anneal-e2e-$TEST_NAME.XXXXXX")
+WS=$T/ws
+mkdir -p "$WS/e2e"
+cd "$WS"
+
+# ---- cleanup ---------------------------------------------------------------
+
+# Pids (numeric) of processes whose cwd is under $T, except this shell.
+e2e_procs() {
+	for p in /proc/[0-9]*; do
+		pid=${p#/proc/}
+		[ "$pid" != $$ ] || continue
+		cwd=$(readlink "$p/cwd" 2>/dev/null) || continue
+		case $cwd in
+		"$T" | "$T"/*) echo "$pid" ;;
+		esac
+	done
+}
+
+e2e_cleanup() {
+	status=$?
+	trap - EXIT INT TERM
+	cd /
+	# Twice: a shim may start something between the scan and the kill.
+	for round in 1 2; do
+		for pid in $(e2e_procs); do
+			kill -9 "$pid" 2>/dev/null || :
+		done
+	done
+	if [ "$status" -ne 0 ] || [ "${E2E_KEEP:-0}" = 1 ]; then
+		echo "  (workspace kept: $T)" >&2
+	else
+		rm -rf "$T"
+	fi
+	exit "$status"
+}
+trap e2e_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- failing and asserting --------------------------------------------------
+
+fail() {
+	printf 'FAIL [%s]: %s\n' "$TEST_NAME" "$*" >&2
+	if [ -s "$WS/e2e/starts.log" ]; then
+		echo "  --- e2e/starts.log:" >&2
+		tail -n 40 "$WS/e2e/starts.log" | sed 's/^/  | /' >&2
+	fi
+	exit 1
+}
+
+# assert_eq WHAT EXPECTED SEEN
+assert_eq() {
+	[ "$2" = "$3" ] || fail "$1: expected '$2', saw '$3'"
+}
+
+# assert_rc WHAT EXPECTED SEEN [FILE...]: an exit status; FILEs shown on failure.
+assert_rc() {
+	what=$1 want=$2 got=$3
+	shift 3
+	if [ "$want" != "$got" ]; then
+		msg="$what: expected exit status $want, saw $got"
+		for f in "$@"; do
+			msg="$msg
+  --- $f:
+$(tail -n 30 "$f" 2>/dev/null | sed 's/^/  | /')"
+		done
+		fail "$msg"
+	fi
+}
+
+# assert_grep WHAT FILE PATTERN: FILE has a line matching the basic regex.
+assert_grep() {
+	grep -q -e "$3" "$2" 2>/dev/null ||
+		fail "$1: expected a line matching '$3' in $2, saw:
+$(sed 's/^/  | /' "$2" 2>/dev/null | tail -n 30)"
+}
+
+# assert_no_grep WHAT FILE PATTERN
+assert_no_grep() {
+	if grep -q -e "$3" "$2" 2>/dev/null; then
+		fail "$1: expected no line matching '$3' in $2, saw:
+$(grep -e "$3" "$2" | sed 's/^/  | /' | head -n 10)"
+	fi
+}
+
+# ---- waiting ----------------------------------------------------------------
+
+# wait_for WHAT COMMAND [ARGS...]: polls COMMAND until it succeeds, or fails
+# the test after $E2E_TIMEOUT seconds saying what it was waiting for.
+wait_for() {
+	what=$1
+	shift
+	deadline=$(($(date +%s) + E2E_TIMEOUT))
+	while ! "$@" >/dev/null 2>&1; do
+		if [ "$(date +%s)" -ge "$deadline" ]; then
+			fail "timed out after ${E2E_TIMEOUT}s waiting for: $what ($*)"
+		fi
+		sleep 0.05
+	done
+}
+
+# wait_exit PID: waits (polling, with the deadline) for a background child
+# to end, then reaps it; sets $rc to its exit status.
+wait_exit() {
+	wait_for "process $1 to exit" proc_gone "$1"
+	rc=0
+	wait "$1" || rc=$?
+}
+
+# ---- conditions (usable with wait_for) ----------------------------------------
+
+# proc_alive PID: exists and is not a zombie (a dead child not yet reaped).
+proc_alive() {
+	[ -r "/proc/$1/stat" ] || return 1
+	s=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)
+	[ -n "$s" ] && [ "$s" != Z ] && [ "$s" != X ]
+}
+proc_gone() { ! proc_alive "$1"; }
+
+# pgroup_gone PGID: no live process is left in process group PGID.
+pgroup_gone() {
+	_pg=$1
+	for p in /proc/[0-9]*; do
+		stat=$(cat "$p/stat" 2>/dev/null) || continue
+		rest=${stat##*) }
+		# rest: STATE PPID PGRP ...
+		_state=${rest%% *}
+		rest=${rest#* }
+		rest=${rest#* }
+		[ "${rest%% *}" = "$_pg" ] || continue
+		[ "$_state" = Z ] || [ "$_state" = X ] || return 1
+	done
+	return 0
+}
+
+has_line() { grep -q -e "$2" "$1" 2>/dev/null; }
+file_exists() { [ -e "$1" ]; }
+
+# ---- anneal and its state -------------------------------------------------------
+
+# anneal ARGS...: the binary under test, stdin from /dev/null.
+anneal() { "$ANNEAL_BIN" "$@" </dev/null; }
+
+# anneal_bg OUT ERR ARGS...: starts anneal ARGS in the background, stdout to
+# OUT, stderr to ERR; sets $apid to the pid of anneal itself (not of a
+# subshell: kill -9 $apid kills anneal).
+anneal_bg() {
+	_o=$1 _e=$2
+	shift 2
+	"$ANNEAL_BIN" "$@" </dev/null >"$_o" 2>"$_e" &
+	apid=$!
+}
+
+# sj RUN EXPR: evaluates the Python expression EXPR on `anneal status RUN
+# --json`, with d = the document and s = {step id: step}; prints the result
+# (strings bare, the rest as JSON). Fails (status 1) when status fails.
+sj() {
+	_out=$("$ANNEAL_BIN" status "$1" --json </dev/null 2>/dev/null) || return 1
+	printf '%s' "$_out" | "$PY" -c '
+import json, sys
+d = json.load(sys.stdin)
+s = {x["id"]: x for x in d.get("steps", [])}
+v = eval(sys.argv[1])
+print(v if isinstance(v, str) else json.dumps(v))
+' "$2"
+}
+
+# Conditions on status --json.
+run_state_is() { [ "$(sj "$1" 'd["state"]')" = "$2" ]; }
+step_state_is() { [ "$(sj "$1" "s['$2']['state']")" = "$3" ]; }
+driver_alive_is() { [ "$(sj "$1" 'd["driver_alive"]')" = "$2" ]; }
+
+# ---- step.sh's records -------------------------------------------------------------
+
+LOG=$WS/e2e/starts.log
+touch "$LOG"
+
+# starts RUN STEP: how many copies of STEP were started in RUN.
+starts() { grep -c "^start $1 $2 " "$LOG" || :; }
+# successes RUN STEP: how many copies of STEP ended with 0.
+successes() { grep -c "^end $1 $2 [0-9]* 0\$" "$LOG" || :; }
+# started RUN STEP [N]: at least N (1) copies of STEP started (for wait_for).
+started() { [ "$(starts "$1" "$2")" -ge "${3:-1}" ]; }
+# step_pid RUN STEP: the pid of the latest copy of STEP.
+step_pid() { cat "$WS/e2e/pids/$1.$2"; }
+# release NAME: creates e2e/NAME, which step.sh block=NAME waits for.
+release() { : >"$WS/e2e/$1"; }
+
+# no_concurrent: no step ever saw another live copy of itself.
+assert_no_concurrent() {
+	assert_no_grep "two copies of one step at once" "$LOG" '^CONCURRENT'
+	assert_no_grep "step.sh errors" "$LOG" '^ERROR'
+}
+
+# ---- recipes ------------------------------------------------------------------------
+
+# stage ID 'OPTIONS' [EXTRA_JSON]: one exec stage running step.sh with
+# OPTIONS (words, split on spaces, no quotes); EXTRA_JSON is appended to the
+# stage object (e.g. '"after": ["a"], "retries": 1').
+stage() {
+	id=$1 opts=$2 extra=${3:-}
+	args="\"sh\", \"$STEP\""
+	for o in $opts; do
+		args="$args, \"$o\""
+	done
+	printf '{"id": "%s", "kind": "exec", "command": [%s]%s}' \
+		"$id" "$args" "${extra:+, $extra}"
+}
+
+# recipe FILE NAME STAGE_JSON... [-- PARAMS_JSON]: writes a recipe.
+recipe() {
+	file=$1 name=$2
+	shift 2
+	params='{}'
+	body=
+	while [ $# -gt 0 ]; do
+		if [ "$1" = -- ]; then
+			params=$2
+			break
+		fi
+		body="$body${body:+,
+    }$1"
+		shift
+	done
+	printf '{\n  "name": "%s",\n  "params": %s,\n  "stages": [\n    %s\n  ]\n}\n' \
+		"$name" "$params" "$body" >"$file"
+}
+
+pass() { echo "ok: $*"; }
