@@ -12,6 +12,7 @@ void err_clear(struct err *err)
 	err->msg[0] = '\0';
 }
 
+__attribute__((format(printf, 3, 0)))
 static void vset(struct err *err, int code, const char *fmt, va_list ap)
 {
 	err->code = code;

@@ -1268,6 +1268,13 @@ static int setup(struct sched *s, struct err *err)
 				? now_wall() - info[i].last_attempt_started : 0);
 		n->deadline = n->step->timeout_s ? n->started + (double)n->step->timeout_s : 0;
 		if (alive) {
+			if (n->handle.id[0] && !info[i].last_handle) {
+				/* The previous driver died before recording it. */
+				rc = state_attempt_set_handle(s->st, s->run, n->step->id,
+							      n->attempt, n->handle.id, err);
+				if (rc)
+					goto done;
+			}
 			report(s, SR_ATTACHED, n, n->handle.id);
 		} else {
 			jd.cookie = n;

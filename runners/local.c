@@ -652,7 +652,7 @@ static int local_cancel(struct runner *r, const struct job_handle *h, int sig,
 }
 
 static int local_attach(struct runner *r, const char *attempt_dir,
-			const struct job_handle *h, void *cookie, int *alive,
+			struct job_handle *h, void *cookie, int *alive,
 			struct job_done *done, struct err *err)
 {
 	struct local_runner *lr = (struct local_runner *)r;
@@ -694,6 +694,8 @@ static int local_attach(struct runner *r, const char *attempt_dir,
 			snprintf(j->id, sizeof(j->id), "%s", h->id);
 		else if (j->pid)
 			snprintf(j->id, sizeof(j->id), "pid:%ld", (long)j->pid);
+		if (h && !h->id[0])
+			snprintf(h->id, sizeof(h->id), "%s", j->id);
 		add_job(lr, j);
 		j = NULL;
 		*alive = 1;

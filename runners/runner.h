@@ -74,9 +74,11 @@ struct runner_ops {
 	 * attempt directory (h may have an empty id if the crash came before
 	 * the handle was recorded). Sets *alive = 1 and watches it (reported
 	 * later by poll, with cookie), or *alive = 0 and fills *done at once
-	 * when it already ended (JOB_LOST if it left no exit status). */
+	 * when it already ended (JOB_LOST if it left no exit status). An
+	 * empty h is filled in when the job's handle can be found (from the
+	 * attempt directory), so that the caller can record and cancel it. */
 	int (*attach)(struct runner *r, const char *attempt_dir,
-		      const struct job_handle *h, void *cookie, int *alive,
+		      struct job_handle *h, void *cookie, int *alive,
 		      struct job_done *done, struct err *err);
 	void (*free)(struct runner *r);
 };

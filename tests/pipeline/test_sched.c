@@ -163,7 +163,7 @@ static int fake_cancel(struct runner *r, const struct job_handle *h, int sig,
 }
 
 static int fake_attach(struct runner *r, const char *attempt_dir,
-		       const struct job_handle *h, void *cookie, int *alive,
+		       struct job_handle *h, void *cookie, int *alive,
 		       struct job_done *done, struct err *err)
 {
 	struct fake *f = (struct fake *)r;
