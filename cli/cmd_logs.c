@@ -1,8 +1,9 @@
-/* cli/cmd_logs.c — anneal logs RUN STEP [-f] [--attempt N] [--stdout|--stderr]
+/* cli/cmd_logs.c — anneal logs RUN STEP [-f] [--attempt N]
  *
- * Prints a step attempt's stdout.log and stderr.log (the latest attempt by
- * default). With -f it keeps printing what the step appends until the
- * attempt ends, like tail -f that knows when to stop. */
+ * Prints a step attempt's output.log (its stdout and stderr, interleaved as
+ * written; the latest attempt by default). With -f it keeps printing what
+ * the step appends until the attempt ends, like tail -f that knows when to
+ * stop. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -70,8 +71,6 @@ int cmd_logs(struct cli *cli, int argc, char **argv)
 	static const struct option opts[] = {
 		{ "follow", no_argument, NULL, 'f' },
 		{ "attempt", required_argument, NULL, 'a' },
-		{ "stdout", no_argument, NULL, 'o' },
-		{ "stderr", no_argument, NULL, 'e' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -79,12 +78,11 @@ int cmd_logs(struct cli *cli, int argc, char **argv)
 	struct state *st = NULL;
 	struct step_info *si = NULL;
 	size_t n = 0;
-	struct tail tails[2] = { { 0 } };
-	size_t ntails = 0;
+	struct tail tail = { 0 };
 	struct err err;
 	int64_t run = 0;
 	long long attempt = 0;
-	int c, rc = 0, follow = 0, want_out = 1, want_err = 1;
+	int c, rc = 0, follow = 0;
 	const struct step_info *me = NULL;
 	char *dir = NULL;
 
@@ -98,12 +96,11 @@ int cmd_logs(struct cli *cli, int argc, char **argv)
 			if (parse_int(optarg, 1, 1000000, &attempt))
 				return cli_usage("logs: --attempt must be a positive integer, not '%s'", optarg);
 			break;
-		case 'o': want_err = 0; want_out = 1; break;
-		case 'e': want_out = 0; want_err = 1; break;
 		case 'h':
-			printf("usage: anneal logs RUN STEP [-f] [--attempt N] [--stdout|--stderr]\n\n"
+			printf("usage: anneal logs RUN STEP [-f] [--attempt N]\n\n"
 			       "Prints the output of STEP in RUN (its latest attempt unless --attempt):\n"
-			       "stdout, then stderr. -f follows it until the attempt ends.\n");
+			       "stdout and stderr as the step wrote them. -f follows it until the\n"
+			       "attempt ends.\n");
 			return 0;
 		default:
 			return cli_usage("logs: unknown option '%s'", argv[optind - 1]);
@@ -156,27 +153,21 @@ int cmd_logs(struct cli *cli, int argc, char **argv)
 		goto done;
 	}
 	dir = xasprintf("%s/%" PRId64 "/%s/a%lld", ws->runs_dir, run, me->id, attempt);
-	if (want_out)
-		tails[ntails++] = (struct tail){ fs_join(dir, "stdout.log"), 0, stdout };
-	if (want_err)
-		tails[ntails++] = (struct tail){ fs_join(dir, "stderr.log"), 0,
-						 follow ? stderr : stdout };
+	tail.path = fs_join(dir, "output.log");
+	tail.to = stdout;
 	if (!follow) {
-		for (size_t i = 0; i < ntails; i++)
-			drain(&tails[i]);
+		drain(&tail);
 		goto done;
 	}
 	for (;;) {
 		int running = attempt_running(st, run, me->id, (int)attempt);
-		for (size_t i = 0; i < ntails; i++)
-			drain(&tails[i]);
+		drain(&tail);
 		if (!running)
 			break;
 		usleep(200 * 1000);
 	}
 done:
-	for (size_t i = 0; i < ntails; i++)
-		free(tails[i].path);
+	free(tail.path);
 	free(dir);
 	for (size_t i = 0; i < n; i++)
 		step_info_clear(&si[i]);

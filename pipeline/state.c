@@ -460,8 +460,10 @@ static const char *const q_sql[Q__COUNT] = {
 		" cached_from_step = ?4, finished = ?5"
 		" WHERE run_id = ?1 AND id = ?2",
 	[Q_CACHE_CANDIDATES] =
+		/* Cached rows point at the outputs of a succeeded one, which is
+		 * listed itself; a bounded list keeps a popular key cheap. */
 		"SELECT run_id, id FROM steps WHERE cache_key = ?1"
-		" AND state IN ('succeeded', 'cached') ORDER BY run_id DESC, pos",
+		" AND state = 'succeeded' ORDER BY run_id DESC, pos LIMIT 8",
 
 	[Q_CKPT_INSERT] =
 		"INSERT INTO checkpoints (run_id, step_id, attempt, engine_step,"

@@ -218,7 +218,8 @@ struct cache_hit {
 	size_t noutputs;
 };
 void cache_hit_clear(struct cache_hit *h);
-/* Succeeded (or cached) steps with this cache key in any run, newest first.
+/* Succeeded steps with this cache key in any run, newest first, at most 8
+ * (steps that were themselves cached point at one of these).
  * Caller verifies outputs are intact and picks the first that is.
  * Caller frees (cache_hit_clear each, free array). */
 int state_cache_candidates(struct state *st, const char *key,

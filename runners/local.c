@@ -3,13 +3,17 @@
  * Each step runs under anneal-shim (runners/shim.c), in a process group of
  * its own. The attempt directory holds what lets a later anneal process take
  * over a job that outlived the one that started it:
- *   lock  flock'ed by the shim for exactly as long as it lives. submit takes
- *         the lock before spawning and hands it down, so there is no instant
- *         at which the job exists but the lock is free: whoever gets the lock
- *         knows no shim runs there, and a second copy is never started.
- *   pid   "PID STARTTIME" of the shim (its pgid), for cancel after attach;
- *         the start time guards against a reused pid.
- *   exit  how the step ended, renamed into place before the shim exits.
+ *   (lock) the directory itself is flock'ed by the shim for exactly as long
+ *         as it lives. submit takes the lock before spawning and hands it
+ *         down, so there is no instant at which the job exists but the lock
+ *         is free: whoever gets the lock knows no shim runs there, and a
+ *         second copy is never started.
+ *   status "pid PID STARTTIME" (the shim, leader of the job's group: for
+ *         cancel after attach; the start time guards against a reused pid),
+ *         then one ending line: "exit N", "signal N" or "spawnfail ERRNO WHAT".
+ *   output.log  the step's stdout and stderr, interleaved as written.
+ * Two files an attempt and no renames: creating files is the dominant cost
+ * of a short step on ext4 (see bench/dag).
  *
  * Jobs we started are our children: a SIGCHLD handler writes a byte to a
  * self-pipe, poll() waits on it, and each watched child is checked with
@@ -18,9 +22,9 @@
  * their lock is tried at every poll, which then waits at most 100 ms.
  *
  * Workload: one submit and one report per step; the parent side costs the
- * lock (open, flock, unlink of a stale exit, close), the two log files
- * (opened by spawn) and one posix_spawn, which returns once the shim has
- * exec'd. File creation dominates on slow metadata (see the report with
+ * lock (open of the directory, flock, unlink of a stale status, close), the
+ * log file (opened by spawn) and one posix_spawn, which returns once the
+ * shim has exec'd. File creation dominates on slow metadata (see the report with
  * the tests); the rest is the kernel's process creation.
  * Each SIGCHLD checks every watched child: O(watched) syscalls per event,
  * fine for the tens to hundreds of jobs one machine runs at once.
@@ -29,7 +33,7 @@
  * does not wait, so *n is 0 unless a job ended meanwhile (the SIGCHLD itself
  * is such a signal); the caller checks its own flags either way.
  *
- * A child shim that dies without an exit file (SIGKILL) is reported with its
+ * A child shim that dies without an ending line (SIGKILL) is reported with its
  * own wait status and its group is SIGKILLed before the shim is reaped, while
  * the pgid cannot be anybody else's: nothing of the job outlives the report.
  * Attached jobs found in that state are JOB_LOST, and kill_survivors below
@@ -198,27 +202,54 @@ static ssize_t read_small(const char *path, char *buf, size_t size)
 	return n;
 }
 
-/* Fills *d from dir/exit. Returns 1 if the file was there (*d set, JOB_LOST
- * if it made no sense), 0 if absent. */
+/* The status file's complete lines into text (NUL-terminated). 0, or -1
+ * with errno (ENOENT: no status at all). */
+static int read_status(const char *dir, char *text, size_t size)
+{
+	char path[PATH_MAX];
+	ssize_t n;
+	char *last;
+
+	if (path_in(path, dir, "status", NULL)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	n = read_small(path, text, size);
+	if (n < 0)
+		return -1;
+	/* A line without its newline is not written yet (or never will be). */
+	last = strrchr(text, '\n');
+	if (last)
+		last[1] = '\0';
+	else
+		text[0] = '\0';
+	return 0;
+}
+
+/* Fills *d from the status file's ending line. Returns 1 if there is one
+ * (*d set, JOB_LOST if it made no sense), 0 if not. */
 static int read_exit(const char *dir, struct job_done *d)
 {
-	char path[PATH_MAX], text[512], *end;
+	char buf[1024], *text, *end, *nl;
 	long a;
-	ssize_t n;
 
-	if (path_in(path, dir, "exit", NULL))
-		return 0;
-	n = read_small(path, text, sizeof(text));
-	if (n < 0) {
+	if (read_status(dir, buf, sizeof(buf)) < 0) {
 		if (errno == ENOENT)
 			return 0;
 		d->end = JOB_LOST;
-		snprintf(d->detail, sizeof(d->detail), "cannot read the exit file: %s",
+		snprintf(d->detail, sizeof(d->detail), "cannot read the status file: %s",
 			 strerror(errno));
 		return 1;
 	}
-	if (n > 0 && text[n - 1] == '\n')
-		text[n - 1] = '\0';
+	/* The ending is the line after "pid ...". */
+	text = buf;
+	while (!strncmp(text, "pid ", 4) && (nl = strchr(text, '\n')))
+		text = nl + 1;
+	if (!*text)
+		return 0;
+	nl = strchr(text, '\n');
+	if (nl)
+		*nl = '\0';
 	if (!strncmp(text, "exit ", 5)) {
 		a = strtol(text + 5, &end, 10);
 		if (!*end && a >= 0 && a <= 255) {
@@ -246,24 +277,24 @@ static int read_exit(const char *dir, struct job_done *d)
 		}
 	}
 	d->end = JOB_LOST;
-	snprintf(d->detail, sizeof(d->detail), "exit file: unrecognised content '%.64s'",
+	snprintf(d->detail, sizeof(d->detail), "status file: unrecognised line '%.64s'",
 		 text);
 	return 1;
 }
 
-/* Reads the shim's "PID STARTTIME" from dir/pid. 0 or -1. */
+/* Reads the shim's "pid PID STARTTIME" line. 0 or -1. */
 static int read_pid(const char *dir, pid_t *pid, unsigned long long *start)
 {
-	char path[PATH_MAX], text[128];
+	char text[1024];
 	long p;
-	unsigned long long s;
+	unsigned long long st;
 
-	if (path_in(path, dir, "pid", NULL) || read_small(path, text, sizeof(text)) < 0)
+	if (read_status(dir, text, sizeof(text)) < 0)
 		return -1;
-	if (sscanf(text, "%ld %llu", &p, &s) != 2 || p <= 1)
+	if (sscanf(text, "pid %ld %llu", &p, &st) != 2 || p <= 1)
 		return -1;
 	*pid = (pid_t)p;
-	*start = s;
+	*start = st;
 	return 0;
 }
 
@@ -449,12 +480,11 @@ static void check_attached(struct local_runner *lr)
 {
 	for (size_t i = 0; i < lr->n; i++) {
 		struct job *j = lr->jobs[i];
-		char path[PATH_MAX];
 		int fd;
 
-		if (j->ended || j->child || path_in(path, j->dir, "lock", NULL))
+		if (j->ended || j->child)
 			continue;
-		fd = open(path, O_RDONLY | O_CLOEXEC);
+		fd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0) {
 			close(fd);
 			continue;   /* the shim lives */
@@ -467,7 +497,7 @@ static void check_attached(struct local_runner *lr)
 			kill_survivors(j->pid, j->start);
 			j->done.end = JOB_LOST;
 			snprintf(j->done.detail, sizeof(j->done.detail),
-				 "anneal-shim ended without recording an exit status");
+				 "anneal-shim ended without recording how the step ended");
 		}
 		end_job(lr, j);
 	}
@@ -490,7 +520,7 @@ static int local_submit(struct runner *r, const struct job_spec *spec,
 {
 	struct local_runner *lr = (struct local_runner *)r;
 	struct spawn_opts so = SPAWN_OPTS_INIT;
-	char lock[PATH_MAX], exitp[PATH_MAX], out[PATH_MAX], errp[PATH_MAX], fdarg[16];
+	char statusp[PATH_MAX], logp[PATH_MAX], fdarg[16];
 	struct job *j = NULL;
 	char **argv = NULL;
 	size_t argc = 0;
@@ -504,17 +534,16 @@ static int local_submit(struct runner *r, const struct job_spec *spec,
 	j->dir = fs_abspath(spec->attempt_dir);
 	j->cookie = spec->cookie;
 	j->child = 1;
-	if ((rc = path_in(lock, j->dir, "lock", err)) ||
-	    (rc = path_in(exitp, j->dir, "exit", err)) ||
-	    (rc = path_in(out, j->dir, "stdout.log", err)) ||
-	    (rc = path_in(errp, j->dir, "stderr.log", err)))
+	if ((rc = path_in(statusp, j->dir, "status", err)) ||
+	    (rc = path_in(logp, j->dir, "output.log", err)))
 		goto done;
 
 	/* Not O_CLOEXEC: this descriptor is how the shim holds the lock. The
-	 * runner is single-threaded, so no other spawn inherits it meanwhile. */
-	fd = open(lock, O_RDWR | O_CREAT | O_NOCTTY, 0644);
+	 * runner is single-threaded, so no other spawn inherits it meanwhile.
+	 * The lock is on the directory itself: no file to create. */
+	fd = open(j->dir, O_RDONLY | O_DIRECTORY | O_NOCTTY);
 	if (fd < 0) {
-		rc = err_sys(err, errno, "cannot open '%s'", lock);
+		rc = err_sys(err, errno, "cannot open attempt dir '%s'", j->dir);
 		goto done;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
@@ -522,13 +551,13 @@ static int local_submit(struct runner *r, const struct job_spec *spec,
 			rc = err_set(err, ERR_BUSY, "attempt dir '%s': a job runs there already",
 				     j->dir);
 		else
-			rc = err_sys(err, errno, "cannot lock '%s'", lock);
+			rc = err_sys(err, errno, "cannot lock '%s'", j->dir);
 		goto done;
 	}
 	/* A stale status from an earlier job in this dir must not be taken
 	 * for this one's. */
-	if (unlink(exitp) < 0 && errno != ENOENT) {
-		rc = err_sys(err, errno, "cannot remove '%s'", exitp);
+	if (unlink(statusp) < 0 && errno != ENOENT) {
+		rc = err_sys(err, errno, "cannot remove '%s'", statusp);
 		goto done;
 	}
 
@@ -545,8 +574,8 @@ static int local_submit(struct runner *r, const struct job_spec *spec,
 	so.cwd = spec->cwd;
 	so.envp = spec->envp;
 	so.stdin_null = 1;
-	so.stdout_path = out;
-	so.stderr_path = errp;
+	so.stdout_path = logp;
+	so.stderr_path = logp;
 	so.new_pgroup = 1;
 	so.pass_fd = fd;
 	if ((rc = spawn_start(argv, &so, &pid, err))) {
@@ -656,7 +685,6 @@ static int local_attach(struct runner *r, const char *attempt_dir,
 			struct job_done *done, struct err *err)
 {
 	struct local_runner *lr = (struct local_runner *)r;
-	char lock[PATH_MAX];
 	struct job *j = xcalloc(1, sizeof(*j));
 	int fd = -1, rc = 0;
 
@@ -665,26 +693,23 @@ static int local_attach(struct runner *r, const char *attempt_dir,
 	done->cookie = cookie;
 	j->dir = fs_abspath(attempt_dir);
 	j->cookie = cookie;
-	if ((rc = path_in(lock, j->dir, "lock", err)))
-		goto done;
 	if (find_job(lr, NULL, j->dir)) {
 		rc = err_set(err, ERR_INVALID, "attempt dir '%s': already watched", j->dir);
 		goto done;
 	}
-	fd = open(lock, O_RDONLY | O_CLOEXEC);
+	fd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0) {
 		if (errno != ENOENT) {
-			rc = err_sys(err, errno, "cannot open '%s'", lock);
+			rc = err_sys(err, errno, "cannot open attempt dir '%s'", j->dir);
 			goto done;
 		}
-		/* submit creates the lock before anything else: no lock, no job. */
 		done->end = JOB_LOST;
 		snprintf(done->detail, sizeof(done->detail), "never started");
 		goto done;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		if (errno != EWOULDBLOCK) {
-			rc = err_sys(err, errno, "cannot lock '%s'", lock);
+			rc = err_sys(err, errno, "cannot lock '%s'", j->dir);
 			goto done;
 		}
 		/* Held: the shim lives. The pid file may not be written yet in
@@ -703,11 +728,16 @@ static int local_attach(struct runner *r, const char *attempt_dir,
 	}
 	/* Ours: no shim runs there, none will. */
 	if (!read_exit(j->dir, done)) {
-		if (read_pid(j->dir, &j->pid, &j->start) == 0)
+		if (read_pid(j->dir, &j->pid, &j->start) == 0) {
 			kill_survivors(j->pid, j->start);
+			snprintf(done->detail, sizeof(done->detail),
+				 "anneal-shim ended without recording how the step ended");
+		} else {
+			/* The lock is taken before the shim exists and the pid
+			 * line is its first act: no line, no job ever ran. */
+			snprintf(done->detail, sizeof(done->detail), "never started");
+		}
 		done->end = JOB_LOST;
-		snprintf(done->detail, sizeof(done->detail),
-			 "anneal-shim ended without recording an exit status");
 	}
 done:
 	if (fd >= 0)

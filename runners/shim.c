@@ -3,17 +3,21 @@
  *   anneal-shim LOCK_FD ATTEMPT_DIR -- ARGV...
  *
  * The local runner starts one shim per step, in a process group of its own,
- * holding an flock on ATTEMPT_DIR/lock through the inherited LOCK_FD. The
+ * holding an flock on ATTEMPT_DIR itself through the inherited LOCK_FD. The
  * shim runs ARGV as its child and records how it ended in ATTEMPT_DIR/exit,
  * so that an anneal process that is not our parent (anneal was kill -9'd and
  * restarted) still learns the status: the lock is held exactly as long as
- * the shim lives, and the exit file is renamed into place before it dies.
+ * the shim lives, and the ending is in the status file before it dies.
  *
- * Files (each written to NAME.tmp and renamed: whole or absent; no fsync,
- * since losing one on power loss only means the step runs again):
- *   pid   "PID STARTTIME\n"  the shim, STARTTIME from /proc/self/stat field 22
- *   exit  "exit N\n" | "signal N\n" | "spawnfail ERRNO WHAT\n"
+ * The status file ATTEMPT_DIR/status (one inode per attempt: file creation
+ * is what a step costs most on a busy ext4) gets one line at start and one
+ * at the end, each a single O_APPEND write, so a reader sees a line whole
+ * or not at all:
+ *   pid PID STARTTIME          the shim, STARTTIME from /proc/self/stat
+ *   exit N | signal N | spawnfail ERRNO WHAT
  *         (WHAT: "exec 'PROG'" or "fork", for the runner's message)
+ * No fsync: losing the last line on power loss only means the step runs
+ * again.
  *
  * The shim exits with the step's status (N, or 128 + signal; 127 when the
  * step could not be started; 2 on a usage error). SIGINT, SIGTERM, SIGHUP
@@ -67,50 +71,31 @@ static void warn(const char *fmt, ...)
 	if ((size_t)n > sizeof(msg) - 2)
 		n = (int)sizeof(msg) - 2;
 	msg[n++] = '\n';
-	/* stderr is the step's stderr.log: one write keeps the line whole. */
+	/* stderr is the step's log: one write keeps the line whole. */
 	if (write(2, "anneal-shim: ", 13) < 0 || write(2, msg, (size_t)n) < 0)
 		return;
 }
 
-/* Writes text to DIR/NAME via DIR/NAME.tmp and rename. 0 or an errno. */
-static int write_file(const char *dir, const char *name, const char *text)
+/* The attempt's status file, opened at start (O_APPEND): a "pid" line
+ * first, the ending line last. */
+static int status_fd = -1;
+static const char *status_dir;
+
+/* Appends one line with one write(2): a reader sees it whole or not at
+ * all (a line without its '\n' is not there yet). */
+static void record(const char *text)
 {
-	char path[PATH_MAX], tmp[PATH_MAX];
 	size_t len = strlen(text);
-	int fd, e = 0;
+	ssize_t n;
 
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path) ||
-	    (size_t)snprintf(tmp, sizeof(tmp), "%s/%s.tmp", dir, name) >= sizeof(tmp))
-		return ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return errno;
-	while (len > 0) {
-		ssize_t n = write(fd, text, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			e = n < 0 ? errno : EIO;
-			break;
-		}
-		text += n;
-		len -= (size_t)n;
-	}
-	if (close(fd) < 0 && !e)
-		e = errno;
-	if (!e && rename(tmp, path) < 0)
-		e = errno;
-	if (e)
-		unlink(tmp);
-	return e;
-}
-
-static void record(const char *dir, const char *text)
-{
-	int e = write_file(dir, "exit", text);
-
-	if (e)
-		warn("cannot write '%s/exit': %s", dir, strerror(e));
+	if (status_fd < 0)
+		return;
+	do
+		n = write(status_fd, text, len);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)len)
+		warn("cannot write '%s/status': %s", status_dir,
+		     n < 0 ? strerror(errno) : "short write");
 }
 
 /* Field 22 of /proc/self/stat, after the command name, which may itself
@@ -202,19 +187,23 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < N_SIGNALS; i++)
 		sigaction(shim_signals[i], &note, NULL);
 
-	snprintf(line, sizeof(line), "%ld %llu\n", (long)getpid(), self_start_time());
-	if ((n = write_file(dir, "pid", line)) != 0)
-		warn("cannot write '%s/pid': %s", dir, strerror((int)n));
+	status_dir = dir;
+	if ((size_t)snprintf(line, sizeof(line), "%s/status", dir) >= sizeof(line) ||
+	    (status_fd = open(line, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
+			      0644)) < 0)
+		warn("cannot open '%s/status': %s", dir, strerror(errno));
+	snprintf(line, sizeof(line), "pid %ld %llu\n", (long)getpid(), self_start_time());
+	record(line);
 
 	if (pipe2(report, O_CLOEXEC) < 0) {
 		snprintf(line, sizeof(line), "spawnfail %d pipe\n", errno);
-		record(dir, line);
+		record(line);
 		return 127;
 	}
 	pid = fork();
 	if (pid < 0) {
 		snprintf(line, sizeof(line), "spawnfail %d fork\n", errno);
-		record(dir, line);
+		record(line);
 		return 127;
 	}
 	if (pid == 0) {
@@ -229,7 +218,7 @@ int main(int argc, char **argv)
 
 	while (waitpid(pid, &ws, 0) < 0) {
 		if (errno != EINTR) {
-			/* Cannot happen for our own child; leave no exit file so
+			/* Cannot happen for our own child; record no ending so
 			 * that the runner reports the job lost, not made up. */
 			warn("wait: %s", strerror(errno));
 			return 127;
@@ -238,15 +227,15 @@ int main(int argc, char **argv)
 	if (n == (ssize_t)sizeof(exec_errno)) {
 		snprintf(line, sizeof(line), "spawnfail %d exec '%s'\n", exec_errno,
 			 argv[4]);
-		record(dir, line);
+		record(line);
 		return 127;
 	}
 	if (WIFSIGNALED(ws)) {
 		snprintf(line, sizeof(line), "signal %d\n", WTERMSIG(ws));
-		record(dir, line);
+		record(line);
 		return 128 + WTERMSIG(ws);
 	}
 	snprintf(line, sizeof(line), "exit %d\n", WEXITSTATUS(ws));
-	record(dir, line);
+	record(line);
 	return WEXITSTATUS(ws);
 }

@@ -13,6 +13,8 @@
 # usage: sh bench/dag/run.sh          (from the repo root, or via 'make bench')
 # env:   BENCH_STEPS=N (1000)  BENCH_REPS=R (3)  BENCH_SNAKEMAKE_REPS=R (1)
 #        BENCH_SKIP="snakemake ninja" (peers not to run)
+#        TMPDIR (where the work dirs go; per-step costs depend on its file
+#        system: anneal creates ~10 files and directories per step, ninja 1)
 #
 # Prints a table; writes nothing outside a temporary directory, removed at exit.
 set -eu
@@ -70,7 +72,9 @@ if have_peer snakemake snakemake; then use_smk=1; fi
 
 # --- timing ---------------------------------------------------------------------
 now() { date +%s%N; }
-# run_timed LOG CMD... : run CMD (stdout to /dev/null, stderr to LOG); print seconds.
+# run_timed LOG CMD... : run CMD (stdout to /dev/null, stderr to LOG); sets t to
+# its seconds. Runs in this shell (not in $(...)) so that a signal to the script
+# waits for the tool to stop before the temporary directory is removed.
 run_timed() {
 	_log=$1; shift
 	_t0=$(now)
@@ -80,7 +84,7 @@ run_timed() {
 		exit 3
 	fi
 	_t1=$(now)
-	awk -v a="$_t0" -v b="$_t1" 'BEGIN { printf "%.4f\n", (b - a) / 1e9 }'
+	t=$(awk -v a="$_t0" -v b="$_t1" 'BEGIN { printf "%.4f\n", (b - a) / 1e9 }')
 }
 min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b + 0 < a + 0) ? b : a }'; }
 
@@ -99,11 +103,13 @@ cold_anneal() {
 }
 cold_smk() {
 	mkdir -p "$2"; cp "$1/Snakefile" "$2/"
-	(cd "$2" && run_timed "$2.log" snakemake --cores "$JOBS" -j "$JOBS" --quiet)
+	run_timed "$2.log" snakemake -s "$2/Snakefile" -d "$2" --cores "$JOBS" -j "$JOBS" --quiet
 }
 
+fstype=$(stat -f -c %T "$tmp" 2>/dev/null || echo unknown)
 echo "bench/dag: N=$N no-op steps (touch), -j$JOBS, cold in a fresh directory;" \
 	"best of $REPS (Snakemake: $SMK_REPS)"
+echo "bench/dag: work dirs under ${TMPDIR:-/tmp} ($fstype); $("$anneal" --version 2>/dev/null | head -n 1)"
 
 for shape in chain fan; do
 	gen="$tmp/gen-$shape"
@@ -119,12 +125,12 @@ for shape in chain fan; do
 		esac
 		best=
 		r=1
-		while [ $r -le $reps ]; do
+		while [ "$r" -le "$reps" ]; do
 			d="$tmp/$shape-$tool-$r"
 			case $tool in
-			ninja) t=$(cold_ninja "$gen" "$d");;
-			anneal) t=$(cold_anneal "$gen" "$d");;
-			snakemake) t=$(cold_smk "$gen" "$d");;
+			ninja) cold_ninja "$gen" "$d";;
+			anneal) cold_anneal "$gen" "$d";;
+			snakemake) cold_smk "$gen" "$d";;
 			esac
 			best=$(min "$best" "$t")
 			printf '  %-5s %-9s run %d: %.3f s\n' "$shape" "$tool" "$r" "$t"
@@ -143,9 +149,9 @@ for shape in chain fan; do
 	# No-op re-run: same directory, nothing to do (anneal: every step cached).
 	best=
 	r=1
-	while [ $r -le $REPS ]; do
-		t=$(run_timed "$tmp/$shape-anneal-noop.log" \
-			"$anneal" -C "$tmp/$shape-anneal-1" run -j "$JOBS" "$gen/recipe.json")
+	while [ "$r" -le "$REPS" ]; do
+		run_timed "$tmp/$shape-anneal-noop.log" \
+			"$anneal" -C "$tmp/$shape-anneal-1" run -j "$JOBS" "$gen/recipe.json"
 		best=$(min "$best" "$t")
 		r=$((r + 1))
 	done
@@ -153,8 +159,8 @@ for shape in chain fan; do
 	if [ $use_ninja = 1 ]; then
 		best=
 		r=1
-		while [ $r -le $REPS ]; do
-			t=$(run_timed "$tmp/$shape-ninja-noop.log" ninja -C "$tmp/$shape-ninja-1" -j "$JOBS")
+		while [ "$r" -le "$REPS" ]; do
+			run_timed "$tmp/$shape-ninja-noop.log" ninja -C "$tmp/$shape-ninja-1" -j "$JOBS"
 			best=$(min "$best" "$t")
 			r=$((r + 1))
 		done

@@ -59,16 +59,32 @@ e2e_cleanup() {
 	status=$?
 	trap - EXIT INT TERM
 	cd /
+	# A sanitizer build reports into anneal's stderr (the test's files at
+	# the workspace root) or, for the shim, the step's stderr.log.
+	san=$(grep -l -e 'Sanitizer' -e 'runtime error:' "$WS"/* \
+		"$WS"/.anneal/runs/*/*/a*/stderr.log 2>/dev/null | head -n 5)
+	if [ -n "$san" ]; then
+		for f in $san; do
+			echo "FAIL [$TEST_NAME]: sanitizer report in $f:" >&2
+			grep -A 12 -e 'Sanitizer' -e 'runtime error:' "$f" | head -n 30 | sed 's/^/  | /' >&2
+		done
+		[ "$status" -ne 0 ] || status=1
+	fi
+	if [ -s "$T/deferred" ]; then
+		echo "FAIL [$TEST_NAME]: $(wc -l <"$T/deferred") failed check(s) above" >&2
+		[ "$status" -ne 0 ] || status=1
+	fi
 	# Twice: a shim may start something between the scan and the kill.
 	for round in 1 2; do
 		for pid in $(e2e_procs); do
 			kill -9 "$pid" 2>/dev/null || :
 		done
 	done
-	if [ "$status" -ne 0 ] || [ "${E2E_KEEP:-0}" = 1 ]; then
+	if [ "${E2E_KEEP:-0}" = 1 ]; then
 		echo "  (workspace kept: $T)" >&2
 	else
 		rm -rf "$T"
+		[ "$status" -eq 0 ] || echo "  (E2E_KEEP=1 keeps the workspace)" >&2
 	fi
 	exit "$status"
 }
@@ -90,6 +106,16 @@ fail() {
 # assert_eq WHAT EXPECTED SEEN
 assert_eq() {
 	[ "$2" = "$3" ] || fail "$1: expected '$2', saw '$3'"
+}
+
+# expect_eq WHAT EXPECTED SEEN: as assert_eq, but the test goes on; the
+# failure is reported, and fails the test, at exit. For checks that later
+# ones do not depend on.
+expect_eq() {
+	if [ "$2" != "$3" ]; then
+		echo "$1" >>"$T/deferred"
+		printf 'FAIL (going on) [%s]: %s: expected '"'"'%s'"'"', saw '"'"'%s'"'"'\n' "$TEST_NAME" "$1" "$2" "$3" >&2
+	fi
 }
 
 # assert_rc WHAT EXPECTED SEEN [FILE...]: an exit status; FILEs shown on failure.
@@ -130,7 +156,7 @@ wait_for() {
 	what=$1
 	shift
 	deadline=$(($(date +%s) + E2E_TIMEOUT))
-	while ! "$@" >/dev/null 2>&1; do
+	while ! "$@" >/dev/null; do
 		if [ "$(date +%s)" -ge "$deadline" ]; then
 			fail "timed out after ${E2E_TIMEOUT}s waiting for: $what ($*)"
 		fi
@@ -158,18 +184,9 @@ proc_gone() { ! proc_alive "$1"; }
 
 # pgroup_gone PGID: no live process is left in process group PGID.
 pgroup_gone() {
-	_pg=$1
-	for p in /proc/[0-9]*; do
-		stat=$(cat "$p/stat" 2>/dev/null) || continue
-		rest=${stat##*) }
-		# rest: STATE PPID PGRP ...
-		_state=${rest%% *}
-		rest=${rest#* }
-		rest=${rest#* }
-		[ "${rest%% *}" = "$_pg" ] || continue
-		[ "$_state" = Z ] || [ "$_state" = X ] || return 1
-	done
-	return 0
+	cat /proc/[0-9]*/stat 2>/dev/null | awk -v pg="$1" '
+		{ sub(/^.*\) /, ""); if ($3 == pg && $1 != "Z" && $1 != "X") live = 1 }
+		END { exit live }'
 }
 
 has_line() { grep -q -e "$2" "$1" 2>/dev/null; }
@@ -222,6 +239,16 @@ successes() { grep -c "^end $1 $2 [0-9]* 0\$" "$LOG" || :; }
 started() { [ "$(starts "$1" "$2")" -ge "${3:-1}" ]; }
 # step_pid RUN STEP: the pid of the latest copy of STEP.
 step_pid() { cat "$WS/e2e/pids/$1.$2"; }
+# step_pgid RUN STEP: the process group of the latest copy of STEP.
+step_pgid() { cat "$WS/e2e/pids/$1.$2.pgid"; }
+# step_gone RUN STEP: the latest copy of STEP and its whole process group
+# (the job: shim, step, children) are gone.
+step_gone() {
+	_pg=$(step_pgid "$1" "$2")
+	_mine=$(sed 's/.*) //' /proc/$$/stat | cut -d' ' -f3)
+	[ "$_pg" != "$_mine" ] || fail "step $2 runs in the test's own process group $_pg"
+	proc_gone "$(step_pid "$1" "$2")" && pgroup_gone "$_pg"
+}
 # release NAME: creates e2e/NAME, which step.sh block=NAME waits for.
 release() { : >"$WS/e2e/$1"; }
 

@@ -15,8 +15,8 @@
 #                          end RUN STEP ATTEMPT CODE
 #                          CONCURRENT RUN STEP ATTEMPT pid=PID other=PID
 #                          ERROR RUN STEP ATTEMPT TEXT
-#   e2e/pids/RUN.STEP    the pid of the latest copy (this shell; the whole
-#                        step is its process group)
+#   e2e/pids/RUN.STEP    the pid of the latest copy (this shell)
+#   e2e/pids/RUN.STEP.pgid  its process group (the job: shim, step, children)
 #   e2e/locks/RUN.STEP/  held while a copy runs: a second live copy of the
 #                        same step of the same run fails loudly (exit 99)
 #
@@ -33,6 +33,7 @@
 #                     a resumed copy continues after ANNEAL_RESUME_FROM's number
 #   block=FILE        wait until FILE (relative: to e2e/) exists, after the
 #   block_at=K        checkpoint K (default: after the last; 0: before any)
+#   pace=SECS         sleep that long after each checkpoint
 #   exit75=A:K        on attempt A, exit 75 right after checkpoint K
 #   sleep=SECS        sleep that long (timeouts)
 #   term=save|ignore|default  on SIGTERM: save a checkpoint and exit 75
@@ -53,7 +54,7 @@ run=${ANNEAL_RUN_ID:?} step=${ANNEAL_STEP_ID:?} att=${ANNEAL_ATTEMPT:?}
 key=$run.$step
 
 need= fail_attempts=0 metric= garbage=0 barrier= hold=0 ckpts=0 block=
-block_at= exit75= sleep_s=0 term=save value= exit_code=
+block_at= pace=0 exit75= sleep_s=0 term=save value= exit_code=
 for a in "$@"; do
 	case $a in
 	need=*) need=${a#*=} ;;
@@ -65,6 +66,7 @@ for a in "$@"; do
 	ckpts=*) ckpts=${a#*=} ;;
 	block=*) block=${a#*=} ;;
 	block_at=*) block_at=${a#*=} ;;
+	pace=*) pace=${a#*=} ;;
 	exit75=*) exit75=${a#*=} ;;
 	sleep=*) sleep_s=${a#*=} ;;
 	term=*) term=${a#*=} ;;
@@ -105,6 +107,8 @@ if ! mkdir "$lock" 2>/dev/null; then
 fi
 echo $$ >"$lock/pid"
 echo $$ >"$st/pids/$key"
+# Field 5 of /proc/PID/stat (3 after the command name): the process group.
+sed 's/.*) //' "/proc/$$/stat" | cut -d' ' -f3 >"$st/pids/$key.pgid"
 release() { rm -rf "$lock"; }
 
 # ---- where to start from --------------------------------------------------
@@ -154,6 +158,8 @@ on_term() {
 		pending=1
 		return
 	fi
+	pending=0
+	trap '' TERM
 	note "term $run $step $att"
 	save_ckpt $((n + 1))
 	finish 75
@@ -229,6 +235,7 @@ while [ "$i" -lt "$ckpts" ]; do
 	if [ -n "$block" ] && [ "$i" = "$block_at" ]; then
 		wait_file "$block"
 	fi
+	[ "$pace" = 0 ] || sleep "$pace"
 done
 [ "$sleep_s" = 0 ] || sleep "$sleep_s"
 [ -z "$exit_code" ] || finish "$exit_code"

@@ -32,7 +32,7 @@ pending | cancelled) ;;
 *) fail "after (never started): expected pending or cancelled, saw '$(sj 1 "s['after']['state']")'" ;;
 esac
 assert_eq "driver_alive" false "$(sj 1 'd["driver_alive"]')"
-wait_for "the cancelled step's process group $spid to be gone" pgroup_gone "$spid"
+wait_for "the cancelled step (pid $spid) and its process group to be gone" step_gone 1 wait
 assert_eq "after never started" 0 "$(starts 1 after)"
 pass "cancel from another process stops a driven run"
 
@@ -56,7 +56,7 @@ assert_eq "run 2 state after kill -9" running "$(sj 2 'd["state"]')"
 rc=0
 anneal cancel 2 >cout2 2>cerr2 || rc=$?
 assert_rc "anneal cancel of a run without a driver" 0 "$rc" cout2 cerr2
-wait_for "the orphaned step's process group $spid to be gone" pgroup_gone "$spid"
+wait_for "the orphaned step (pid $spid) and its process group to be gone" step_gone 2 wait
 assert_eq "run 2 state" cancelled "$(sj 2 'd["state"]')"
 assert_eq "wait in run 2" cancelled "$(sj 2 "s['wait']['state']")"
 # first was cached from run 1, so run 2 never started it.

@@ -70,7 +70,7 @@ kill -9 "$apid"
 wait_exit "$apid"
 release go2
 wait_for "run 2's b to end on its own" has_line "$LOG" '^end 2 b 1 0$'
-wait_for "b's process group to be gone" pgroup_gone "$bpid"
+wait_for "b (pid $bpid) and its process group to be gone" step_gone 2 b
 rc=0
 anneal resume 2 --no-cache >out4 2>err4 || rc=$?
 assert_rc "resume after b ended unobserved" 0 "$rc" out4 err4
@@ -93,7 +93,7 @@ pid:[0-9]*) shim=${handle#pid:} ;;
 esac
 kill -9 "$apid"
 wait_exit "$apid"
-kill -9 -- "-$shim"
+kill -9 "-$shim"
 wait_for "b's job (process group $shim) to die" pgroup_gone "$shim"
 proc_gone "$bpid" || fail "step b ($bpid) survived the kill of its group"
 release go3

@@ -25,7 +25,7 @@ assert_eq "data" succeeded "$(sj 1 "s['data']['state']")"
 assert_grep "train got SIGTERM" "$LOG" '^term 1 train 1$'
 assert_grep "train saved checkpoint 3 on SIGTERM" "$LOG" '^ckpt 1 train 1 3$'
 assert_grep "train exited 75" "$LOG" '^end 1 train 1 75$'
-wait_for "train's process group to be gone" pgroup_gone "$spid"
+wait_for "train (pid $spid) and its process group to be gone" step_gone 1 train
 case $(sj 1 "s['train']['state']") in
 pending | running | cancelled | failed)
 	# not succeeded, whatever the word: resume must run it again
@@ -65,3 +65,24 @@ anneal resume 2 >out4 2>err4 || rc=$?
 assert_rc "resume 2" 0 "$rc" out4 err4
 assert_grep "hold restarted from checkpoint 2" "$LOG" '^start 2 hold [0-9]* pid=[0-9]* resume=2$'
 pass "SIGTERM to anneal: exit 130, resumable"
+
+# SIGINT at an arbitrary moment while the step writes checkpoints back to
+# back: it saves one more on SIGTERM, and resume continues right after the
+# last checkpoint it announced.
+recipe busy.json busy "$(stage busy 'ckpts=40 pace=0.02')"
+anneal_bg out5 err5 run busy.json
+wait_for "busy to write checkpoint 5" has_line "$LOG" '^ckpt 3 busy 1 5$'
+kill -INT "$apid"
+wait_exit "$apid"
+assert_rc "anneal after SIGINT mid-checkpointing" 130 "$rc" out5 err5
+assert_grep "busy exited 75" "$LOG" '^end 3 busy 1 75$'
+last=$(sed -n 's/^ckpt 3 busy 1 \([0-9]*\)$/\1/p' "$LOG" | tail -n 1)
+rc=0
+anneal resume 3 >out6 2>err6 || rc=$?
+assert_rc "resume 3" 0 "$rc" out6 err6
+assert_grep "busy restarted from its last checkpoint ($last)" "$LOG" "^start 3 busy 2 pid=[0-9]* resume=$last\$"
+assert_eq "checkpoints of busy, each written once" 40 \
+	"$(grep '^ckpt 3 busy ' "$LOG" | awk '{print $5}' | sort -un | wc -l | tr -d ' ')"
+assert_eq "checkpoint lines of busy" 40 "$(grep -c '^ckpt 3 busy ' "$LOG")"
+assert_no_concurrent
+pass "SIGINT mid-checkpointing: resume continues from the last checkpoint"

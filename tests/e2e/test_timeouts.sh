@@ -25,8 +25,7 @@ case $err in
 esac
 [ $((t1 - t0)) -lt 20 ] || fail "timeout 1 took $((t1 - t0)) s to stop a 30 s sleep"
 assert_no_grep "the step never finished" "$LOG" '^end 1 slow'
-pid=$(step_pid 1 slow)
-wait_for "timed-out step $pid to be gone" pgroup_gone "$pid"
+wait_for "the timed-out step and its process group to be gone" step_gone 1 slow
 pass "timeout 1 stops a 30 s step (attempt state timeout)"
 
 # Ignores SIGTERM: killed after --grace 1s (the default grace is 10 s).
@@ -43,7 +42,7 @@ assert_eq "attempt state" timeout "$(sj 2 "s['stubborn']['last_attempt']['state'
 	fail "timeout 1 + --grace 1s took $((t1 - t0)) s: SIGKILL did not follow the grace"
 pid=$(step_pid 2 stubborn)
 proc_gone "$pid" || fail "the step ($pid) ignoring SIGTERM is still alive after the run ended"
-wait_for "the SIGKILLed step's group $pid to be gone" pgroup_gone "$pid"
+wait_for "the SIGKILLed step's process group to be gone" step_gone 2 stubborn
 pass "a step ignoring SIGTERM is SIGKILLed after --grace 1s"
 
 # With a retry, a timed-out attempt is retried (and times out again).

@@ -259,9 +259,10 @@ static void test_local__missing_program_is_spawn_failed(void **state)
 
 	assert_int_equal(d.end, JOB_SPAWN_FAILED);
 	assert_string_equal(d.detail, "exec 'trian': No such file or directory");
-	text = read_text(dir, "exit");
+	text = read_text(dir, "status");
 	assert_non_null(text);
-	assert_true(!strncmp(text, "spawnfail ", 10));
+	assert_true(!strncmp(text, "pid ", 4));
+	assert_non_null(strstr(text, "\nspawnfail 2 exec 'trian'\n"));
 	free(text);
 	free(dir);
 }
@@ -275,11 +276,12 @@ static void test_local__logs_in_attempt_dir(void **state)
 	assert_int_equal(d.end, JOB_EXITED);
 	assert_int_equal(d.exit_code, 0);
 	assert_non_null(realpath(tmp, real));
-	want = xasprintf("out\n%s\n", real);   /* cwd is spec->cwd */
-	out = read_text(dir, "stdout.log");
-	errt = read_text(dir, "stderr.log");
+	/* One log, both streams in the order written; cwd is spec->cwd. */
+	want = xasprintf("out\nerr\n%s\n", real);
+	out = read_text(dir, "output.log");
+	errt = read_text(dir, "status");
 	assert_string_equal(out, want);
-	assert_string_equal(errt, "err\n");
+	assert_non_null(strstr(errt, "\nexit 0\n"));
 	free(want);
 	free(out);
 	free(errt);
@@ -345,7 +347,7 @@ static void test_local__cancel_reaches_step(void **state)
 	int cookie;
 
 	submit(r, argv, dir, &cookie, &h);
-	wait_file(dir, "stdout.log", "started\n");
+	wait_file(dir, "output.log", "started\n");
 	assert_int_equal(r->ops->cancel(r, &h, SIGTERM, &err), 0);
 	d = wait_one(r);
 	assert_int_equal(d.end, JOB_SIGNALED);
@@ -400,13 +402,13 @@ static void test_local__step_does_not_hold_lock(void **state)
 	char *argv[] = { "sh", "-c",
 			 "sleep 100 </dev/null >/dev/null 2>&1 & echo $! > bgpid", NULL };
 	struct job_done d = run_one(argv, "daemon");
-	char *dir = fs_join(tmp, "daemon"), *lock = fs_join(dir, "lock");
+	char *dir = fs_join(tmp, "daemon"), *lock = xstrdup(dir);   /* the dir is the lock */
 	char *bg = read_text(tmp, "bgpid");
 	int fd;
 
 	assert_int_equal(d.end, JOB_EXITED);
 	assert_int_equal(d.exit_code, 0);
-	fd = open(lock, O_RDONLY | O_CLOEXEC);
+	fd = open(lock, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	assert_true(fd >= 0);
 	assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), 0);
 	close(fd);
@@ -479,7 +481,7 @@ static void test_local__cancel_after_reattach(void **state)
 	int c, alive = -1;
 
 	submit(r1, argv, dir, &c, &h);
-	wait_file(dir, "stdout.log", "started\n");
+	wait_file(dir, "output.log", "started\n");
 	runner_free(r1);
 
 	r2 = new_runner();
@@ -511,7 +513,7 @@ static void test_local__attach_after_shim_killed_is_lost(void **state)
 	int c, alive = -1;
 
 	submit(r1, argv, dir, &c, &h);
-	wait_file(dir, "stdout.log", "started\n");
+	wait_file(dir, "output.log", "started\n");
 	runner_free(r1);
 	pid = handle_pid(&h);
 	assert_int_equal(kill(pid, SIGKILL), 0);
@@ -539,7 +541,7 @@ static void test_local__shim_killed_while_watched(void **state)
 	int c;
 
 	submit(r, argv, dir, &c, &h);
-	wait_file(dir, "stdout.log", "started\n");
+	wait_file(dir, "output.log", "started\n");
 	assert_int_equal(kill(handle_pid(&h), SIGKILL), 0);
 	d = wait_one(r);
 	assert_int_equal(d.end, JOB_SIGNALED);
@@ -700,7 +702,7 @@ static void test_local__shim_usage_error(void **state)
 	assert_non_null(strstr(text, "anneal-shim: usage: anneal-shim LOCK_FD ATTEMPT_DIR"));
 	free(text);
 	free(errp);
-	errp = fs_join(tmp, "exit");   /* a usage error records nothing */
+	errp = fs_join(tmp, "status");   /* a usage error records nothing */
 	assert_false(fs_exists(errp));
 	free(errp);
 }
