@@ -53,7 +53,7 @@ static void on_report(void *ctx, const struct sched_report *r)
 			return;
 		printf("\r\033[K[%zu/%zu] %s running %s", r->done, r->total, r->step, el);
 		if (r->has_metric)
-			printf(" %s=%.4g", r->metric_name, r->metric_value);
+			printf(" %s=%.6g", r->metric_name, r->metric_value);
 		if (r->running > 1)
 			printf(" (+%zu more)", r->running - 1);
 		fflush(stdout);

@@ -145,7 +145,7 @@ static void print_text(const struct run_info *ri, int driver_alive,
 		if (s->state == STEP_RUNNING && s->progress_total > 0)
 			buf_printf(&d, "%.0f/%.0f ", s->progress_done, s->progress_total);
 		if (s->metric_name)
-			buf_printf(&d, "%s=%.4g ", s->metric_name, s->metric_value);
+			buf_printf(&d, "%s=%.6g ", s->metric_name, s->metric_value);
 		if (s->state == STEP_RUNNING && s->last_handle)
 			buf_printf(&d, "%s ", s->last_handle);
 		if (s->last_error && s->state != STEP_SUCCEEDED && s->state != STEP_CACHED)

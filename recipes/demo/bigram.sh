@@ -19,7 +19,7 @@ event() { [ -n "${ANNEAL_EVENTS:-}" ] && printf '%s\n' "$1" >> "$ANNEAL_EVENTS" 
 # Cross-entropy (bits/char) of text under counts, add-one smoothed over
 # the characters seen in either.
 xent() { # MODEL TEXT
-	awk -F'\t' 'NR == FNR { c[$1 SUBSEP $2] = $3; row[$1] += $3; v[$1]; v[$2]; next }
+	awk -F'\t' 'FILENAME == ARGV[1] { c[$1 SUBSEP $2] = $3; row[$1] += $3; v[$1]; v[$2]; next }
 	{ line = "^" $0 "$"; for (i = 1; i < length(line); i++) { a = substr(line, i, 1);
 	  b = substr(line, i + 1, 1); v[a]; v[b]; pairs[++n] = a SUBSEP b } }
 	END { V = 0; for (k in v) V++; if (!n) { print "0"; exit }
@@ -70,7 +70,7 @@ train)
 	while [ "$s" -lt "$shards" ]; do
 		# Add shard s's bigrams to the counts.
 		sed -n "$((s * per + 1)),$(((s + 1) * per))p" "$data" |
-		awk -F'\t' 'NR == FNR { c[$1 "\t" $2] = $3; next }
+		awk -F'\t' 'FILENAME == ARGV[1] { c[$1 "\t" $2] = $3; next }
 		  { line = "^" $0 "$"; for (i = 1; i < length(line); i++)
 		      c[substr(line, i, 1) "\t" substr(line, i + 1, 1)]++ }
 		  END { for (k in c) print k "\t" c[k] }' "$work/counts.tsv" - |
