@@ -40,8 +40,23 @@ int fs_fsync_dir(const char *path, struct err *err)
 	return 0;
 }
 
+static int write_whole(const char *path, const void *data, size_t len,
+		       mode_t mode, int sync, struct err *err);
+
 int fs_write_atomic(const char *path, const void *data, size_t len,
 		    mode_t mode, struct err *err)
+{
+	return write_whole(path, data, len, mode, 1, err);
+}
+
+int fs_write_replace(const char *path, const void *data, size_t len,
+		     mode_t mode, struct err *err)
+{
+	return write_whole(path, data, len, mode, 0, err);
+}
+
+static int write_whole(const char *path, const void *data, size_t len,
+		       mode_t mode, int sync, struct err *err)
 {
 	char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
 	char *dir = dir_of(path);
@@ -64,7 +79,7 @@ int fs_write_atomic(const char *path, const void *data, size_t len,
 		p += n;
 		len -= (size_t)n;
 	}
-	if (fsync(fd) < 0) {
+	if (sync && fsync(fd) < 0) {
 		rc = err_sys(err, errno, "cannot write '%s' (fsync)", path);
 		goto done;
 	}
@@ -78,7 +93,8 @@ int fs_write_atomic(const char *path, const void *data, size_t len,
 		rc = err_sys(err, errno, "cannot write '%s' (rename)", path);
 		goto done;
 	}
-	rc = fs_fsync_dir(dir, err);
+	if (sync)
+		rc = fs_fsync_dir(dir, err);
 done:
 	if (fd >= 0)
 		close(fd);

@@ -15,6 +15,12 @@ struct err;
 int fs_write_atomic(const char *path, const void *data, size_t len,
 		    mode_t mode, struct err *err);
 
+/* The same without fsync: whole or absent after a crash of the process,
+ * possibly absent after a power loss. For files anneal can write again
+ * (a step's params, written at each attempt). */
+int fs_write_replace(const char *path, const void *data, size_t len,
+		     mode_t mode, struct err *err);
+
 /* Reads a whole regular file into a NUL-terminated malloc'd buffer.
  * Rejects non-regular files and files over max bytes (ERR_INVALID), names
  * the path in every message. *out is the caller's. */

@@ -90,7 +90,8 @@ static int decide(const struct recipe *r, const struct dag *d, struct state *st,
 				if (!strcmp(dec[j].outs[o].name, s->inputs[k].from_output))
 					in[k].digest = dec[j].outs[o].digest;
 		}
-		rc = plan_cache_key(s, r->params_json, in, s->ninputs, root, NULL, me->key, err);
+		rc = plan_cache_key(s, s->params_json ? s->params_json : "{}", in,
+				    s->ninputs, root, NULL, me->key, err);
 		free(in);
 		if (rc)
 			return rc;

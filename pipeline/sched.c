@@ -90,6 +90,7 @@ struct sched {
 	int64_t run;
 	char *run_dir;
 	char *params_path;
+	char *no_params_path;
 	char *params_json;
 	struct step *steps;
 	size_t nsteps;
@@ -327,7 +328,13 @@ static int build_env(struct sched *s, struct node *n, const char *resume,
 		env_put(env, k, o ? o->path : "");
 		free(k);
 	}
-	env_put(env, "ANNEAL_PARAMS", s->params_path);
+	if (st->params_json && strcmp(st->params_json, "{}")) {
+		v = xasprintf("%s/%s/params.json", s->run_dir, st->id);
+		env_put(env, "ANNEAL_PARAMS", v);
+		free(v);
+	} else {
+		env_put(env, "ANNEAL_PARAMS", s->no_params_path);
+	}
 	v = fs_join(n->attempt_dir, "events.jsonl");
 	env_put(env, "ANNEAL_EVENTS", v);
 	free(v);
@@ -452,8 +459,8 @@ static int compute_key(struct sched *s, struct node *n, struct err *err)
 		in[i].role = st->inputs[i].role;
 		in[i].digest = o->digest;
 	}
-	rc = plan_cache_key(st, s->params_json, in, st->ninputs, s->ws->root,
-			    NULL, key, err);
+	rc = plan_cache_key(st, st->params_json ? st->params_json : "{}", in,
+			    st->ninputs, s->ws->root, NULL, key, err);
 	if (rc)
 		goto done;
 	n->key = xstrdup(key);
@@ -519,6 +526,11 @@ static int prepare_dirs(struct sched *s, struct node *n, struct err *err)
 	p = xasprintf("%s/%s/ckpt", s->run_dir, st->id);
 	rc = fs_mkdir_p(p, 0777, err);
 	free(p);
+	if (!rc && st->params_json && strcmp(st->params_json, "{}")) {
+		p = xasprintf("%s/%s/params.json", s->run_dir, st->id);
+		rc = fs_write_replace(p, st->params_json, strlen(st->params_json), 0644, err);
+		free(p);
+	}
 	/* Outputs start empty on every attempt: exit 0 must mean "this
 	 * attempt wrote all of it". Checkpoints (ckpt/) carry progress. */
 	for (size_t i = 0; !rc && i < st->noutputs; i++) {
@@ -1161,9 +1173,15 @@ static int setup(struct sched *s, struct err *err)
 	rc = fs_mkdir_p(s->run_dir, 0777, err);
 	if (rc)
 		goto done;
+	/* The run's params for people to read; each step sees only its own
+	 * (steps/<id>/params.json), or this empty object. */
 	s->params_path = fs_join(s->run_dir, "params.json");
-	rc = fs_write_atomic(s->params_path, s->params_json, strlen(s->params_json),
-			     0644, err);
+	rc = fs_write_replace(s->params_path, s->params_json, strlen(s->params_json),
+			      0644, err);
+	if (rc)
+		goto done;
+	s->no_params_path = fs_join(s->run_dir, "no-params.json");
+	rc = fs_write_replace(s->no_params_path, "{}", 2, 0644, err);
 	if (rc)
 		goto done;
 	rc = state_steps_load(s->st, s->run, &s->steps, &s->nsteps, err);
@@ -1317,6 +1335,7 @@ static void teardown(struct sched *s)
 	dag_free(s->dag);
 	free(s->run_dir);
 	free(s->params_path);
+	free(s->no_params_path);
 	free(s->params_json);
 	free(s->gpu_used);
 	free(s->npu_used);

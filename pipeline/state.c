@@ -162,7 +162,7 @@ static const char *const migrations[] = {
 	"  state TEXT NOT NULL, started REAL, finished REAL,"
 	"  cached_from_run INTEGER, cached_from_step TEXT,"
 	"  retry_max INTEGER NOT NULL, retry_backoff REAL NOT NULL,"
-	"  timeout_s INTEGER NOT NULL,"
+	"  timeout_s INTEGER NOT NULL, params_json TEXT,"
 	"  cpus INTEGER NOT NULL, gpus INTEGER NOT NULL,"
 	"  npus INTEGER NOT NULL, mem_mb INTEGER NOT NULL,"
 	"  PRIMARY KEY (run_id, id));"
@@ -337,9 +337,10 @@ static const char *const q_sql[Q__COUNT] = {
 
 	[Q_STEP_INSERT] =
 		"INSERT INTO steps (run_id, id, pos, kind, stage, cache_key, state,"
-		" retry_max, retry_backoff, timeout_s, cpus, gpus, npus, mem_mb)"
+		" retry_max, retry_backoff, timeout_s, cpus, gpus, npus, mem_mb,"
+		" params_json)"
 		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8, ?9, ?10, ?11,"
-		" ?12, ?13)",
+		" ?12, ?13, ?14)",
 	[Q_ARG_INSERT] =
 		"INSERT INTO step_args (run_id, step_id, pos, arg)"
 		" VALUES (?1, ?2, ?3, ?4)",
@@ -361,7 +362,7 @@ static const char *const q_sql[Q__COUNT] = {
 
 	[Q_STEPS_LOAD] =
 		"SELECT pos, id, kind, stage, retry_max, retry_backoff, timeout_s,"
-		" cpus, gpus, npus, mem_mb FROM steps WHERE run_id = ?1"
+		" cpus, gpus, npus, mem_mb, params_json FROM steps WHERE run_id = ?1"
 		" ORDER BY pos",
 	[Q_ARGS_LOAD] =
 		"SELECT s.pos, c.arg FROM step_args c JOIN steps s"
@@ -965,6 +966,7 @@ static int insert_step(struct state *st, int64_t run_id, size_t pos,
 	bind_int(s, 11, sp->res.gpus, &rc);
 	bind_int(s, 12, sp->res.npus, &rc);
 	bind_int(s, 13, sp->res.mem_mb, &rc);
+	bind_text(s, 14, sp->params_json, &rc);
 	return exec_done(st, s, rc, err, "insert step '%s'",
 			 sp->id ? sp->id : "");
 }
@@ -1488,6 +1490,7 @@ int state_steps_load(struct state *st, int64_t run_id, struct step **out,
 		sp->res.gpus = sqlite3_column_int(s, 8);
 		sp->res.npus = sqlite3_column_int(s, 9);
 		sp->res.mem_mb = (long)sqlite3_column_int64(s, 10);
+		sp->params_json = col_str(s, 11);
 		rc = SQLITE_OK;
 	}
 	if (rc != SQLITE_DONE) {

@@ -56,6 +56,7 @@ void step_clear(struct step *s)
 	for (size_t i = 0; i < s->nafter; i++)
 		free(s->after[i]);
 	free(s->after);
+	free(s->params_json);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -100,4 +101,5 @@ void step_copy(struct step *d, const struct step *s)
 	d->res = s->res;
 	d->retry = s->retry;
 	d->timeout_s = s->timeout_s;
+	d->params_json = dup0(s->params_json);
 }

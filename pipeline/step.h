@@ -61,6 +61,11 @@ struct step {
 	struct resources res;
 	struct retry_policy retry;
 	long long timeout_s;  /* 0: none */
+	/* The params this step sees ($ANNEAL_PARAMS) and its cache key covers,
+	 * a JSON object: for exec, those its argv and env name plus those its
+	 * "params" field lists. Changing another param leaves it cached.
+	 * NULL means {}. */
+	char *params_json;
 };
 
 /* Frees the members of s (not s itself); NULL-safe. */

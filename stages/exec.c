@@ -14,7 +14,7 @@
 
 static const char *const fields[] = {
 	"id", "kind", "command", "after", "inputs", "outputs", "env",
-	"resources", "retries", "timeout",
+	"resources", "retries", "timeout", "params",
 };
 #define NFIELDS (sizeof(fields) / sizeof(*fields))
 
@@ -23,6 +23,7 @@ static const char *const type_names[] = { "checkpoint", "dataset", "report" };
 struct lookup {
 	const struct jnode *params;
 	const struct step *st;
+	struct strv *used;     /* top-level names of the params referenced */
 };
 
 static enum subst_result lookup(void *vctx, const char *ns, const char *name,
@@ -40,6 +41,7 @@ static enum subst_result lookup(void *vctx, const char *ns, const char *name,
 		if (!v)
 			return SUBST_UNKNOWN;
 		stage_param_text(v, out);
+		stage_param_use(l->used, name);
 		return SUBST_OK;
 	}
 	if (!strcmp(ns, "inputs")) {
@@ -281,7 +283,8 @@ int exec_expand(const struct stage_ctx *ctx, const struct jnode *obj,
 		struct err *err)
 {
 	struct step st = {0};
-	struct lookup l = { ctx->params, &st };
+	struct strv used = STRV_INIT;
+	struct lookup l = { ctx->params, &st, &used };
 	const struct jnode *v;
 	char *path = NULL;
 	int rc;
@@ -324,6 +327,10 @@ int exec_expand(const struct stage_ctx *ctx, const struct jnode *obj,
 	if ((v = field(obj, where, "timeout", &path)) &&
 	    (rc = stage_get_timeout(v, path, &st.timeout_s, err)))
 		goto done;
+	if ((v = field(obj, where, "params", &path)) &&
+	    (rc = stage_get_param_names(v, path, ctx->params, &used, err)))
+		goto done;
+	st.params_json = stage_params_subset(ctx->params, &used);
 
 	out->exports = xrealloc(out->exports,
 				(out->nexports + st.noutputs) * sizeof(*out->exports));
@@ -339,6 +346,7 @@ int exec_expand(const struct stage_ctx *ctx, const struct jnode *obj,
 	memset(&st, 0, sizeof(st));
 done:
 	step_clear(&st);
+	strv_free(&used);
 	free(path);
 	return rc;
 }

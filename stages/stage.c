@@ -398,3 +398,67 @@ void stage_param_text(const struct jnode *v, struct buf *out)
 	else
 		json_write(out, v);
 }
+
+void stage_param_use(struct strv *used, const char *path)
+{
+	const char *dot = strchr(path, '.');
+	char *top = dot ? xstrndup(path, (size_t)(dot - path)) : xstrdup(path);
+
+	if (strv_find(used, top) < 0)
+		strv_push_owned(used, top);
+	else
+		free(top);
+}
+
+int stage_get_param_names(const struct jnode *v, const char *where,
+			  const struct jnode *params, struct strv *used,
+			  struct err *err)
+{
+	int rc = stage_want_type(v, J_ARRAY, where, err);
+
+	for (size_t i = 0; !rc && i < v->nkids; i++) {
+		const struct jnode *k = &v->kids[i];
+		char *path = xasprintf("%s[%zu]", where, i);
+		char hint[128], show[JSON_SHOW_MAX];
+
+		if (k->type != J_STRING) {
+			rc = stage_err(err, path, "must be a param name, not %s",
+				       json_type_name(k->type));
+		} else if (!stage_param_find(params, k->str, hint, sizeof(hint))) {
+			if (hint[0])
+				rc = stage_err(err, path, "no param '%s' (did you mean '%s'?)",
+					       json_show(k->str, show, sizeof(show)), hint);
+			else
+				rc = stage_err(err, path, "no param '%s'",
+					       json_show(k->str, show, sizeof(show)));
+		} else {
+			stage_param_use(used, k->str);
+		}
+		free(path);
+	}
+	return rc;
+}
+
+char *stage_params_subset(const struct jnode *params, const struct strv *used)
+{
+	struct buf b = BUF_INIT;
+	int first = 1;
+
+	buf_init(&b);
+	buf_addc(&b, '{');
+	/* In the recipe's order, so that the text (and the cache key) does not
+	 * depend on the order of references. */
+	for (size_t i = 0; params && i < params->nkids; i++) {
+		const struct jnode *k = &params->kids[i];
+		if (strv_find(used, k->key) < 0)
+			continue;
+		if (!first)
+			buf_addc(&b, ',');
+		first = 0;
+		buf_add_json_str(&b, k->key);
+		buf_addc(&b, ':');
+		json_write(&b, k);
+	}
+	buf_addc(&b, '}');
+	return buf_detach(&b);
+}

@@ -18,6 +18,7 @@
 struct buf;
 struct err;
 struct jnode;
+struct strv;
 
 /* What a kind sees of the recipe while expanding one stage. */
 struct stage_ctx {
@@ -142,5 +143,16 @@ int stage_get_retries(const struct jnode *v, const char *where,
 /* "timeout": seconds (> 0) or a duration string; at most 30 days. */
 int stage_get_timeout(const struct jnode *v, const char *where,
 		      long long *out, struct err *err);
+
+/* Records that a step uses param path ("opt.lr" counts as "opt"). */
+void stage_param_use(struct strv *used, const char *path);
+/* Validates a "params" field: an array of existing param names, each
+ * recorded as used. */
+int stage_get_param_names(const struct jnode *v, const char *where,
+			  const struct jnode *params, struct strv *used,
+			  struct err *err);
+/* The used params as a JSON object in recipe order (malloc'd): what the
+ * step sees as $ANNEAL_PARAMS and what its cache key covers. */
+char *stage_params_subset(const struct jnode *params, const struct strv *used);
 
 #endif

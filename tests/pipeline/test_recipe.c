@@ -369,7 +369,7 @@ static void test_recipe__reports_stage_field_errors_with_path(void **state)
 			    F ": stages[0] (\"a\").command[0]: unknown name '${params.lrr}' (did you mean 'lr'?)");
 	/* A key with a newline is shown escaped: messages stay one line. */
 	assert_string_equal(BAD(one_stage("\"command\": [\"x\"], \"bad\\nkey\": 1")),
-			    F ": stages[0] (\"a\"): unknown field 'bad\\nkey' (expected one of: id, kind, command, after, inputs, outputs, env, resources, retries, timeout)");
+			    F ": stages[0] (\"a\"): unknown field 'bad\\nkey' (expected one of: id, kind, command, after, inputs, outputs, env, resources, retries, timeout, params)");
 }
 
 static void test_recipe__rejects_dangling_references(void **state)

@@ -293,6 +293,39 @@ static void test_exec__rejects_bad_after(void **state)
 			    W ".after[1]: must be a string, not object");
 }
 
+/* A step sees (and its key covers) the params it names, not the others. */
+static void test_exec__params_used_by_the_step(void **state)
+{
+	struct stage_out out = {0};
+	struct err err;
+
+	assert_int_equal(run("{\"id\": \"s\", \"kind\": \"exec\", "
+			     "\"command\": [\"t\", \"${params.opt.b}\", \"${params.lr}\"], "
+			     "\"env\": {\"X\": \"${params.lr}\"}}", &out, &err), 0);
+	assert_int_equal(out.nsteps, 1);
+	/* recipe order, whole top-level values, once each */
+	assert_string_equal(out.steps[0].params_json, "{\"lr\":0.5,\"opt\":{\"b\":[1,2]}}");
+	stage_out_clear(&out);
+
+	assert_int_equal(run("{\"id\": \"s\", \"kind\": \"exec\", "
+			     "\"command\": [\"t\"]}", &out, &err), 0);
+	assert_string_equal(out.steps[0].params_json, "{}");
+	stage_out_clear(&out);
+
+	/* "params" lists what the program reads from $ANNEAL_PARAMS itself. */
+	assert_int_equal(run("{\"id\": \"s\", \"kind\": \"exec\", "
+			     "\"command\": [\"t\"], \"params\": [\"name\", \"n\"]}", &out, &err), 0);
+	assert_string_equal(out.steps[0].params_json, "{\"n\":3,\"name\":\"run ${x}\"}");
+	stage_out_clear(&out);
+
+	assert_string_equal(err_of("\"command\": [\"a\"], \"params\": \"lr\""),
+			    W ".params: must be an array, not string");
+	assert_string_equal(err_of("\"command\": [\"a\"], \"params\": [\"lrr\"]"),
+			    W ".params[0]: no param 'lrr' (did you mean 'lr'?)");
+	assert_string_equal(err_of("\"command\": [\"a\"], \"params\": [3]"),
+			    W ".params[0]: must be a param name, not number");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -305,6 +338,7 @@ int main(void)
 		cmocka_unit_test(test_exec__rejects_absurd_numbers),
 		cmocka_unit_test(test_exec__rejects_bad_timeout),
 		cmocka_unit_test(test_exec__rejects_bad_after),
+		cmocka_unit_test(test_exec__params_used_by_the_step),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
