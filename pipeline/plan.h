@@ -3,7 +3,8 @@
  * A key is SHA-256 over a canonical text of everything that determines a
  * step's output: kind, argv and env (with ${params.*} resolved and
  * ${inputs.*}/${outputs.*} left symbolic, since paths differ per run), the
- * run's params, the digests of its inputs (by role), its declared outputs,
+ * params it uses (step.params_json), the digests of its inputs (by role),
+ * its declared outputs,
  * and the engine's identity: the content of the program argv[0] names and
  * of every other argv word that names an existing regular file (a script,
  * a config), so editing train.py invalidates the steps that run it. Files
@@ -27,7 +28,8 @@ struct key_input {
 	const char *digest;   /* hex digest of the input artifact */
 };
 
-/* cwd: where the step runs (relative argv paths resolve there); path_env:
+/* params_json: the step's own params object. cwd: where the step runs
+ * (relative argv paths resolve there); path_env:
  * the PATH used to find argv[0] (NULL: this process's). out: hex key. */
 int plan_cache_key(const struct step *s, const char *params_json,
 		   const struct key_input *inputs, size_t ninputs,

@@ -21,6 +21,12 @@
 #                        same step of the same run fails loudly (exit 99)
 #
 # Options (in the order they act):
+#   dumpenv=1         write argv, cwd, ANNEAL_*, E2E_* and the device variables
+#                     to e2e/env.RUN.STEP.ATTEMPT; list what the output dirs
+#                     hold at start (e2e/outdirs.RUN.STEP.ATTEMPT), then leave
+#                     a stray file in each (an attempt must start with them
+#                     empty) and one in ANNEAL_CKPT_DIR (kept across attempts)
+#   arg=ANY           ignored (shows up in the dumped argv)
 #   need=FILE         exit 1 unless FILE (relative: to e2e/) exists
 #   fail_attempts=N   exit 1 on attempts 1..N
 #   metric=NAME:VAL   append a metric event
@@ -53,10 +59,12 @@ log=$st/starts.log
 run=${ANNEAL_RUN_ID:?} step=${ANNEAL_STEP_ID:?} att=${ANNEAL_ATTEMPT:?}
 key=$run.$step
 
-need= fail_attempts=0 metric= garbage=0 barrier= hold=0 ckpts=0 block=
+dumpenv=0 need= fail_attempts=0 metric= garbage=0 barrier= hold=0 ckpts=0 block=
 block_at= pace=0 exit75= sleep_s=0 term=save value= exit_code=
 for a in "$@"; do
 	case $a in
+	dumpenv=*) dumpenv=${a#*=} ;;
+	arg=*) ;;
 	need=*) need=${a#*=} ;;
 	fail_attempts=*) fail_attempts=${a#*=} ;;
 	metric=*) metric=${a#*=} ;;
@@ -176,6 +184,25 @@ wait_file() {
 }
 
 # ---- the work -------------------------------------------------------------
+outvars=$(env | sed -n 's/^\(ANNEAL_OUTPUT_[A-Za-z0-9_]*\)=.*/\1/p' | sort)
+if [ "$dumpenv" = 1 ]; then
+	{
+		printf 'argv:'
+		printf ' %s' "$@"
+		echo
+		echo "cwd: $PWD"
+		env | grep -E '^(ANNEAL_|E2E_|CUDA_VISIBLE_DEVICES=|ASCEND_RT_VISIBLE_DEVICES=)' | sort
+	} >"$st/env.$key.$att"
+	for var in $outvars; do
+		[ "$var" != ANNEAL_OUTPUT_DIR ] || continue
+		eval "dir=\$$var"
+		echo "$var: $(ls -A "$dir" 2>/dev/null | tr '\n' ' ')"
+		mkdir -p "$dir"
+		echo stray >"$dir/stray-$att"
+	done >"$st/outdirs.$key.$att"
+	echo "ckpt: $(ls -A "$ANNEAL_CKPT_DIR" | tr '\n' ' ')" >>"$st/outdirs.$key.$att"
+	echo kept >"$ANNEAL_CKPT_DIR/kept-$att"
+fi
 if [ -n "$need" ] && [ ! -e "$need" ]; then
 	echo "step.sh: missing $need" >&2
 	finish 1
@@ -240,7 +267,7 @@ done
 [ "$sleep_s" = 0 ] || sleep "$sleep_s"
 [ -z "$exit_code" ] || finish "$exit_code"
 
-for var in $(env | sed -n 's/^\(ANNEAL_OUTPUT_[A-Za-z0-9_]*\)=.*/\1/p' | sort); do
+for var in $outvars; do
 	[ "$var" != ANNEAL_OUTPUT_DIR ] || continue
 	eval "dir=\$$var"
 	mkdir -p "$dir"
