@@ -333,6 +333,33 @@ done:
 	return rc;
 }
 
+/* The newest run that has not succeeded and that no live anneal drives:
+ * what "resume" means without a run id (interrupted, crashed, failed or
+ * cancelled). */
+static int latest_unfinished(const struct workspace *ws, struct state *st,
+			     int64_t *run, struct err *err)
+{
+	struct run_info *runs = NULL;
+	size_t n = 0;
+	int rc;
+
+	rc = state_run_list(st, &runs, &n, err);
+	if (rc)
+		return rc;
+	rc = err_set(err, ERR_NOTFOUND, "no unfinished run to resume");
+	for (size_t i = 0; i < n; i++) {
+		if (rc && runs[i].state != RUN_SUCCEEDED &&
+		    !workspace_run_locked(ws, runs[i].id)) {
+			*run = runs[i].id;
+			err_clear(err);
+			rc = 0;
+		}
+		run_info_clear(&runs[i]);
+	}
+	free(runs);
+	return rc;
+}
+
 int cmd_resume(struct cli *cli, int argc, char **argv)
 {
 	struct run_opts ro = { .so = { .gpus = -1, .npus = -1 }, .sets = STRV_INIT };
@@ -350,7 +377,8 @@ int cmd_resume(struct cli *cli, int argc, char **argv)
 	if (rc || help) {
 		if (help)
 			printf("usage: anneal resume [RUN] [options]\n\n"
-			       "Finishes RUN (default: the latest unfinished run) from where it stopped:\n"
+			       "Finishes RUN (default: the newest run that has not succeeded and that\n"
+			       "no anneal process drives) from where it stopped:\n"
 			       "succeeded steps are kept, steps still running from an earlier anneal\n"
 			       "are re-attached, interrupted steps restart from their latest checkpoint,\n"
 			       "failed steps get a fresh retry budget. Options as for 'anneal run'\n"
@@ -365,8 +393,8 @@ int cmd_resume(struct cli *cli, int argc, char **argv)
 	if (!rc) {
 		if (optind == argc - 1)
 			rc = cli_parse_run(argv[optind], &run, &err);
-		else if ((rc = state_run_latest(st, 1, &run, &err)) == ERR_NOTFOUND)
-			err_set(&err, ERR_NOTFOUND, "no unfinished run to resume");
+		else
+			rc = latest_unfinished(ws, st, &run, &err);
 	}
 	if (!rc)
 		rc = state_run_get(st, run, &ri, &err);
