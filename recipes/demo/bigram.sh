@@ -68,13 +68,18 @@ train)
 	per=$(( (total + shards - 1) / shards ))
 	s=$start
 	while [ "$s" -lt "$shards" ]; do
-		# Add shard s's bigrams to the counts.
+		# Add shard s's bigrams to the counts. SIGTERM reaches the whole
+		# process group: the shard's pipeline ignores it (an ignored
+		# signal stays ignored across exec) and finishes, then we save.
+		(
+		trap '' TERM
 		sed -n "$((s * per + 1)),$(((s + 1) * per))p" "$data" |
 		awk -F'\t' 'FILENAME == ARGV[1] { c[$1 "\t" $2] = $3; next }
 		  { line = "^" $0 "$"; for (i = 1; i < length(line); i++)
 		      c[substr(line, i, 1) "\t" substr(line, i + 1, 1)]++ }
 		  END { for (k in c) print k "\t" c[k] }' "$work/counts.tsv" - |
 		LC_ALL=C sort > "$work/next.tsv"
+		)
 		mv "$work/next.tsv" "$work/counts.tsv"
 		s=$((s + 1))
 		# A complete checkpoint: written aside, renamed into place, announced.
@@ -86,7 +91,7 @@ train)
 		mv "$tmp" "$ckdir/shard-$s"
 		event "{\"event\":\"checkpoint\",\"step\":$s,\"dir\":\"shard-$s\"}"
 		event "{\"event\":\"progress\",\"done\":$s,\"total\":$shards}"
-		loss=$(xent "$work/counts.tsv" "$data")
+		loss=$(trap '' TERM; xent "$work/counts.tsv" "$data")
 		event "{\"event\":\"metric\",\"name\":\"loss\",\"value\":$loss,\"step\":$s}"
 		echo "shard $s/$shards loss $loss"
 		if [ "$stop" = 1 ]; then

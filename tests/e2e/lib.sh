@@ -39,7 +39,7 @@ TEST_NAME=$(basename "$0" .sh)
 T=$(mktemp -d "${TMPDIR:-/tmp}/anneal-e2e-$TEST_NAME.XXXXXX")
 WS=$T/ws
 mkdir -p "$WS/e2e"
-cd "$WS"
+cd "$WS" || exit 1
 
 # ---- cleanup ---------------------------------------------------------------
 

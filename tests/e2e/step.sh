@@ -59,8 +59,8 @@ log=$st/starts.log
 run=${ANNEAL_RUN_ID:?} step=${ANNEAL_STEP_ID:?} att=${ANNEAL_ATTEMPT:?}
 key=$run.$step
 
-dumpenv=0 need= fail_attempts=0 metric= garbage=0 barrier= hold=0 ckpts=0 block=
-block_at= pace=0 exit75= sleep_s=0 term=save value= exit_code=
+dumpenv=0 need='' fail_attempts=0 metric='' garbage=0 barrier='' hold=0 ckpts=0 block=''
+block_at='' pace=0 exit75='' sleep_s=0 term=save value='' exit_code=''
 for a in "$@"; do
 	case $a in
 	dumpenv=*) dumpenv=${a#*=} ;;

@@ -148,3 +148,32 @@ for s in a b c d; do
 	assert_eq "run $run: starts of $s" 0 "$(starts $run "$s")"
 done
 pass "ANNEAL_FAULT=cached:2: resume finishes, nothing runs"
+
+# ---- 5. faults around retries and requeues -----------------------------------------
+# flaky fails its first attempt (1 retry); pre exits 75 after checkpoint 1
+# on its first attempt. Whatever the fault, each ends up started twice and
+# succeeded once, and pre's second copy resumes from checkpoint 1.
+recipe retry.json retry \
+	"$(stage flaky 'fail_attempts=1 hold=0.1' '"retries": {"max": 1, "backoff": "0s"}')" \
+	"$(stage pre 'ckpts=2 exit75=1:1 hold=0.1' '"retries": 0')" \
+	"$(stage last 'value=l' '"after": ["flaky", "pre"]')"
+for point in job-ended attempt-ended job-ended:2 attempt-ended:2 attempt-begun:3 \
+	submitted:3 handle-recorded:3; do
+	run=$((run + 1))
+	rc=0
+	env ANNEAL_FAULT="$point" "$ANNEAL_BIN" run retry.json --no-cache \
+		</dev/null >"f$run.out" 2>"f$run.err" || rc=$?
+	assert_rc "run $run (retry.json) with ANNEAL_FAULT=$point" 137 "$rc" "f$run.out" "f$run.err"
+	rc=0
+	anneal resume --no-cache >"r$run.out" 2>"r$run.err" || rc=$?
+	assert_rc "resume after ANNEAL_FAULT=$point" 0 "$rc" "r$run.out" "r$run.err"
+	assert_eq "run $run" succeeded "$(sj $run 'd["state"]')"
+	for s in flaky pre; do
+		assert_eq "run $run: starts of $s" 2 "$(starts $run $s)"
+		assert_eq "run $run: successes of $s" 1 "$(successes $run $s)"
+	done
+	assert_grep "run $run: pre resumed from checkpoint 1" "$LOG" "^start $run pre 2 pid=[0-9]* resume=1\$"
+	assert_eq "run $run: starts of last" 1 "$(starts $run last)"
+	assert_no_concurrent
+	pass "ANNEAL_FAULT=$point around a retry and a requeue: resume finishes"
+done

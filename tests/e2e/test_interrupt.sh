@@ -86,3 +86,25 @@ assert_eq "checkpoints of busy, each written once" 40 \
 assert_eq "checkpoint lines of busy" 40 "$(grep -c '^ckpt 3 busy ' "$LOG")"
 assert_no_concurrent
 pass "SIGINT mid-checkpointing: resume continues from the last checkpoint"
+
+# SIGINT while the step ignores SIGTERM: SIGKILL after --grace 1s.
+recipe deaf.json deaf "$(stage deaf 'block=never term=ignore')"
+anneal_bg out7 err7 run deaf.json --grace 1s
+wait_for "deaf to start" started 4 deaf
+t0=$(date +%s)
+kill -INT "$apid"
+wait_exit "$apid"
+t1=$(date +%s)
+assert_rc "anneal after SIGINT, step ignoring SIGTERM" 130 "$rc" out7 err7
+[ $((t1 - t0)) -lt 8 ] || fail "SIGINT + --grace 1s took $((t1 - t0)) s to stop a step ignoring SIGTERM"
+wait_for "deaf and its process group to be gone" step_gone 4 deaf
+assert_eq "run 4" interrupted "$(sj 4 'd["state"]')"
+pass "SIGINT: a step ignoring SIGTERM is SIGKILLed after --grace"
+
+# An interrupted run can be cancelled (no driver).
+rc=0
+anneal cancel 4 >cout 2>cerr || rc=$?
+assert_rc "cancel of an interrupted run" 0 "$rc" cout cerr
+assert_eq "run 4 after cancel" cancelled "$(sj 4 'd["state"]')"
+assert_eq "deaf starts (cancel starts nothing)" 1 "$(starts 4 deaf)"
+pass "an interrupted run can be cancelled"
