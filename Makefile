@@ -93,13 +93,16 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	bin/anneal run recipes/demo.json
 
+# Any sanitizer report fails the test that triggered it.
+SAN_ENV := ASAN_OPTIONS=abort_on_error=0:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+
 unit: $(TEST_BIN)
 	@fail=0; for t in $(TEST_BIN); do \
-		echo "== $$t"; $$t || fail=1; \
+		echo "== $$t"; $(SAN_ENV) $$t || fail=1; \
 	done; exit $$fail
 
 e2e: $(BIN)/anneal $(BIN)/anneal-shim
-	@ANNEAL_BIN=$(CURDIR)/$(BIN)/anneal SAN=$(SAN) sh tests/e2e/run-all.sh
+	@$(SAN_ENV) ANNEAL_BIN=$(CURDIR)/$(BIN)/anneal SAN=$(SAN) sh tests/e2e/run-all.sh
 
 test: deps
 	@$(MAKE) --no-print-directory all

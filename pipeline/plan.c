@@ -138,8 +138,10 @@ int plan_cache_key(const struct step *s, const char *params_json,
 		put(&b, "env", env[i]);
 	put(&b, "params", params_json ? params_json : "{}");
 	in = xcalloc(ninputs + 1, sizeof(*in));
-	memcpy(in, inputs, ninputs * sizeof(*in));
-	qsort(in, ninputs, sizeof(*in), cmp_input);
+	if (ninputs) {
+		memcpy(in, inputs, ninputs * sizeof(*in));
+		qsort(in, ninputs, sizeof(*in), cmp_input);
+	}
 	for (size_t i = 0; i < ninputs; i++) {
 		put(&b, "input", in[i].role);
 		put(&b, "digest", in[i].digest);
