@@ -12,8 +12,11 @@
 # drivers, shims, steps and their children: everything the test started)
 # is killed by pid, then $T is removed.
 #
-# Synchronisation is by polling (wait_for) with a deadline, never by fixed
-# sleeps. Failures print what was expected and what was seen, and exit 1.
+# Synchronisation is by polling (wait_for) with a deadline (E2E_TIMEOUT,
+# 60 s), never by fixed sleeps. assert_* failures print what was expected
+# and what was seen, and exit 1; expect_eq prints the same but lets the test
+# go on (for checks nothing later depends on) and fails it at exit. A
+# sanitizer report in anneal's stderr or a step's output.log fails it too.
 set -u
 
 : "${ANNEAL_BIN:=$(pwd)/bin/anneal}"
@@ -60,9 +63,9 @@ e2e_cleanup() {
 	trap - EXIT INT TERM
 	cd /
 	# A sanitizer build reports into anneal's stderr (the test's files at
-	# the workspace root) or, for the shim, the step's stderr.log.
+	# the workspace root) or, for the shim, the step's output.log.
 	san=$(grep -l -e 'Sanitizer' -e 'runtime error:' "$WS"/* \
-		"$WS"/.anneal/runs/*/*/a*/stderr.log 2>/dev/null | head -n 5)
+		"$WS"/.anneal/runs/*/*/a*/output.log 2>/dev/null | head -n 5)
 	if [ -n "$san" ]; then
 		for f in $san; do
 			echo "FAIL [$TEST_NAME]: sanitizer report in $f:" >&2
@@ -225,6 +228,14 @@ print(v if isinstance(v, str) else json.dumps(v))
 run_state_is() { [ "$(sj "$1" 'd["state"]')" = "$2" ]; }
 step_state_is() { [ "$(sj "$1" "s['$2']['state']")" = "$3" ]; }
 driver_alive_is() { [ "$(sj "$1" 'd["driver_alive"]')" = "$2" ]; }
+
+# driver_gone RUN: waits until no process holds RUN's driver lock. Right
+# after anneal is kill -9'd, a step it had just spawned may still hold a
+# copy for a moment (the vfork'd child lets its parent go before it closes
+# its close-on-exec descriptors), so a resume must wait for this first.
+driver_gone() {
+	wait_for "run $1's driver lock to be released" driver_alive_is "$1" false
+}
 
 # ---- step.sh's records -------------------------------------------------------------
 

@@ -51,7 +51,7 @@ kill -9 "$apid"
 wait_exit "$apid"
 assert_rc "the kill -9'd anneal" 137 "$rc"
 proc_alive "$spid" || fail "the step ($spid) died with its driver; it should outlive it"
-assert_eq "driver_alive after kill -9" false "$(sj 2 'd["driver_alive"]')"
+driver_gone 2
 assert_eq "run 2 state after kill -9" running "$(sj 2 'd["state"]')"
 rc=0
 anneal cancel 2 >cout2 2>cerr2 || rc=$?
@@ -65,3 +65,24 @@ assert_eq "after starts in run 2" 0 "$(starts 2 after)"
 pass "cancel stops the orphaned step of a run whose driver was kill -9'd"
 
 assert_no_concurrent
+
+# 3. Cancel while a resume drives a re-attached step.
+recipe block3.json block3 "$(stage held 'ckpts=1 block_at=1 block=never')"
+anneal_bg out5 err5 run block3.json
+wait_for "held to block" has_line "$LOG" '^ckpt 3 held 1 1$'
+kill -9 "$apid"
+wait_exit "$apid"
+driver_gone 3
+anneal_bg out6 err6 resume 3
+wait_for "the resume to re-attach to held" has_line out6 'attach.* held'
+rc=0
+anneal cancel 3 >cout3 2>cerr3 || rc=$?
+assert_rc "cancel of a run driven by a resume" 0 "$rc" cout3 cerr3
+wait_exit "$apid"
+assert_rc "the cancelled resume" 1 "$rc" out6 err6
+assert_eq "run 3" cancelled "$(sj 3 'd["state"]')"
+assert_eq "held" cancelled "$(sj 3 "s['held']['state']")"
+wait_for "held and its process group to be gone" step_gone 3 held
+assert_eq "held starts" 1 "$(starts 3 held)"
+assert_no_concurrent
+pass "cancel stops a run driven by a resume that re-attached"

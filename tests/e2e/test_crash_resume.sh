@@ -15,6 +15,8 @@
 # 4. ANNEAL_FAULT at each point (run-created, attempt-begun, submitted,
 #    handle-recorded, job-ended, attempt-ended, cached; some at their 2nd or
 #    3rd hit) on a 4-step diamond: anneal dies (137), resume finishes.
+# 5. Faults around a failed attempt that is retried and an exit 75 that is
+#    requeued: each step still ends with exactly its expected copies.
 . "$(dirname "$0")/lib.sh"
 
 # chain FILE GO: a -> b -> c; b writes checkpoint 1 then waits for e2e/GO,
@@ -48,7 +50,7 @@ kill -9 "$apid"
 wait_exit "$apid"
 assert_rc "kill -9'd anneal" 137 "$rc"
 proc_alive "$bpid" || fail "step b ($bpid) died with anneal"
-assert_eq "driver_alive" false "$(sj 1 'd["driver_alive"]')"
+driver_gone 1
 anneal_bg out2 err2 resume
 rpid=$apid
 wait_for "resume to re-attach to b" has_line out2 'attach.* b'
@@ -68,6 +70,7 @@ wait_for "run 2's b to write checkpoint 1" has_line "$LOG" '^ckpt 2 b 1 1$'
 bpid=$(step_pid 2 b)
 kill -9 "$apid"
 wait_exit "$apid"
+driver_gone 2
 release go2
 wait_for "run 2's b to end on its own" has_line "$LOG" '^end 2 b 1 0$'
 wait_for "b (pid $bpid) and its process group to be gone" step_gone 2 b
@@ -93,6 +96,7 @@ pid:[0-9]*) shim=${handle#pid:} ;;
 esac
 kill -9 "$apid"
 wait_exit "$apid"
+driver_gone 3
 kill -9 "-$shim"
 wait_for "b's job (process group $shim) to die" pgroup_gone "$shim"
 proc_gone "$bpid" || fail "step b ($bpid) survived the kill of its group"
@@ -126,6 +130,7 @@ for point in run-created attempt-begun submitted handle-recorded job-ended \
 	env ANNEAL_FAULT="$point" "$ANNEAL_BIN" run diamond.json --no-cache \
 		</dev/null >"f$run.out" 2>"f$run.err" || rc=$?
 	assert_rc "run $run with ANNEAL_FAULT=$point" 137 "$rc" "f$run.out" "f$run.err"
+	driver_gone $run
 	assert_eq "run $run after the fault" running "$(sj $run 'd["state"]')"
 	rc=0
 	anneal resume --no-cache >"r$run.out" 2>"r$run.err" || rc=$?
@@ -139,6 +144,7 @@ run=$((run + 1))
 rc=0
 env ANNEAL_FAULT=cached:2 "$ANNEAL_BIN" run diamond.json </dev/null >"f$run.out" 2>"f$run.err" || rc=$?
 assert_rc "run $run with ANNEAL_FAULT=cached:2" 137 "$rc" "f$run.out" "f$run.err"
+driver_gone $run
 rc=0
 anneal resume >"r$run.out" 2>"r$run.err" || rc=$?
 assert_rc "resume after ANNEAL_FAULT=cached:2" 0 "$rc" "r$run.out" "r$run.err"
@@ -164,6 +170,7 @@ for point in job-ended attempt-ended job-ended:2 attempt-ended:2 attempt-begun:3
 	env ANNEAL_FAULT="$point" "$ANNEAL_BIN" run retry.json --no-cache \
 		</dev/null >"f$run.out" 2>"f$run.err" || rc=$?
 	assert_rc "run $run (retry.json) with ANNEAL_FAULT=$point" 137 "$rc" "f$run.out" "f$run.err"
+	driver_gone $run
 	rc=0
 	anneal resume --no-cache >"r$run.out" 2>"r$run.err" || rc=$?
 	assert_rc "resume after ANNEAL_FAULT=$point" 0 "$rc" "r$run.out" "r$run.err"

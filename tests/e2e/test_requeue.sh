@@ -30,8 +30,8 @@ assert_eq "checkpoints written" "1 1
 1 2
 2 3
 2 4" "$(sed -n 's/^ckpt 1 pre \([0-9]*\) \([0-9]*\)$/\1 \2/p' "$LOG")"
-[ -s .anneal/runs/1/pre/a2/stdout.log ] || fail "no attempt dir a2 for the requeued attempt"
-grep -q 'resume=2' .anneal/runs/1/pre/a2/stdout.log ||
-	fail "attempt 2's stdout.log does not show resume=2: $(cat .anneal/runs/1/pre/a2/stdout.log)"
+[ -d .anneal/runs/1/pre/a2 ] || fail "no attempt dir a2 for the requeued attempt"
+anneal logs 1 pre --attempt 2 >log2 2>&1 || :
+assert_grep "attempt 2's log shows resume=2" log2 '^hello from pre attempt 2 (resume=2)$'
 assert_no_concurrent
 pass "exit 75 requeues from the latest checkpoint without spending a retry"

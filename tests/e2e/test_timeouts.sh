@@ -54,3 +54,15 @@ assert_rc "run of a timing-out step with 1 retry" 1 "$rc" out3 err3
 assert_eq "attempts" 2 "$(sj 3 "s['again']['attempts']")"
 assert_eq "starts" 2 "$(starts 3 again)"
 pass "a timed-out attempt counts as a failed attempt and is retried"
+
+# A step that honours the contract on SIGTERM (saves, exits 75) still timed
+# out: it fails, and is not requeued as an exit 75 would be.
+recipe polite.json polite "$(stage polite 'ckpts=1 sleep=30' '"timeout": 1')"
+rc=0
+anneal run polite.json >out4 2>err4 || rc=$?
+assert_rc "run of a step that exits 75 when its timeout stops it" 1 "$rc" out4 err4
+assert_eq "polite state" failed "$(sj 4 "s['polite']['state']")"
+assert_eq "polite attempts" 1 "$(sj 4 "s['polite']['attempts']")"
+assert_eq "polite attempt state" timeout "$(sj 4 "s['polite']['last_attempt']['state']")"
+assert_grep "polite saved on SIGTERM" "$LOG" '^end 4 polite 1 75$'
+pass "a timed-out step that exits 75 is not requeued"
