@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include "base/buf.h"
@@ -48,7 +49,11 @@ static void drain(struct tail *t)
 	close(fd);
 }
 
-static int attempt_running(struct state *st, int64_t run, const char *step, int n)
+/* 1 while the attempt's process lives. The store says so while a driver
+ * records it; with no driver (anneal was killed) the attempt directory's
+ * lock, held by the step's shim for its whole life, tells. */
+static int attempt_running(struct state *st, const struct workspace *ws,
+			   int64_t run, const char *step, int n, const char *dir)
 {
 	struct attempt_info *ai = NULL;
 	size_t na = 0;
@@ -63,6 +68,14 @@ static int attempt_running(struct state *st, int64_t run, const char *step, int 
 		attempt_info_clear(&ai[i]);
 	}
 	free(ai);
+	if (running && !workspace_run_locked(ws, run)) {
+		int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd >= 0) {
+			if (flock(fd, LOCK_SH | LOCK_NB) == 0)
+				running = 0;   /* no shim holds it: the step is gone */
+			close(fd);
+		}
+	}
 	return running;
 }
 
@@ -160,7 +173,7 @@ int cmd_logs(struct cli *cli, int argc, char **argv)
 		goto done;
 	}
 	for (;;) {
-		int running = attempt_running(st, run, me->id, (int)attempt);
+		int running = attempt_running(st, ws, run, me->id, (int)attempt, dir);
 		drain(&tail);
 		if (!running)
 			break;

@@ -196,20 +196,20 @@ static int check_fits(const struct step *steps, size_t n, const struct sched_opt
 	return 0;
 }
 
+/* Drives run to its end. lock is the run's driver lock, taken by the
+ * caller before it changed or printed anything; drive closes it. */
 static int drive(struct cli *cli, struct workspace *ws, struct state *st, int64_t run,
-		 struct run_opts *ro, int cancel_only)
+		 struct run_opts *ro, int cancel_only, int lock)
 {
 	struct progress p = { .tty = cli->is_tty, .start = now_mono() };
 	struct runner *runner = NULL;
 	struct err err;
 	char *shim = cli_shim_path();
 	char el[32];
-	int lock = -1, rc;
+	int rc;
 
 	err_clear(&err);
-	rc = workspace_lock_run(ws, run, &lock, &err);
-	if (!rc)
-		rc = local_runner_new(shim, &runner, &err);
+	rc = local_runner_new(shim, &runner, &err);
 	if (rc) {
 		rc = cli_fail(&err);
 		goto done;
@@ -230,8 +230,7 @@ static int drive(struct cli *cli, struct workspace *ws, struct state *st, int64_
 	}
 done:
 	runner_free(runner);
-	if (lock >= 0)
-		close(lock);
+	close(lock);
 	free(shim);
 	return rc;
 }
@@ -259,10 +258,9 @@ int cmd_run(struct cli *cli, int argc, char **argv)
 	struct recipe *r = NULL;
 	struct workspace *ws = NULL;
 	struct state *st = NULL;
-	char **keys = NULL;
 	struct err err;
 	int64_t run = 0;
-	int rc, help;
+	int rc, help, lock = -1;
 
 	err_clear(&err);
 	rc = parse_opts("run", argc, argv, &ro, 1, &help);
@@ -320,12 +318,15 @@ int cmd_run(struct cli *cli, int argc, char **argv)
 		goto done;
 	}
 	fault_point("run-created");
+	if ((rc = workspace_lock_run(ws, run, &lock, &err))) {
+		rc = cli_fail(&err);
+		goto done;
+	}
 	printf("run %" PRId64 ": %s, %zu step%s (recipe %s)\n", run, r->name, r->nsteps,
 	       r->nsteps == 1 ? "" : "s", r->path);
 	fflush(stdout);
-	rc = drive(cli, ws, st, run, &ro, 0);
+	rc = drive(cli, ws, st, run, &ro, 0, lock);
 done:
-	free(keys);
 	state_close(st);
 	workspace_free(ws);
 	recipe_free(r);
@@ -370,7 +371,7 @@ int cmd_resume(struct cli *cli, int argc, char **argv)
 	struct run_info ri = { 0 };
 	struct err err;
 	int64_t run = 0;
-	int rc, help;
+	int rc, help, lock = -1;
 
 	err_clear(&err);
 	rc = parse_opts("resume", argc, argv, &ro, 0, &help);
@@ -410,6 +411,10 @@ int cmd_resume(struct cli *cli, int argc, char **argv)
 	rc = state_steps_load(st, run, &steps, &nsteps, &err);
 	if (!rc)
 		rc = check_fits(steps, nsteps, &ro.so, &err);
+	/* Refused before anything changes or is printed: a pending cancel of
+	 * the live driver stays pending. */
+	if (!rc)
+		rc = workspace_lock_run(ws, run, &lock, &err);
 	if (!rc && ri.cancel_requested)
 		rc = state_run_clear_cancel(st, run, &err);
 	if (rc) {
@@ -419,8 +424,11 @@ int cmd_resume(struct cli *cli, int argc, char **argv)
 	printf("resuming run %" PRId64 ": %s (%s)\n", run, ri.recipe_name ? ri.recipe_name : "",
 	       run_state_name(ri.state));
 	fflush(stdout);
-	rc = drive(cli, ws, st, run, &ro, 0);
+	rc = drive(cli, ws, st, run, &ro, 0, lock);
+	lock = -1;
 done:
+	if (lock >= 0)
+		close(lock);
 	for (size_t i = 0; i < nsteps; i++)
 		step_clear(&steps[i]);
 	free(steps);
@@ -476,24 +484,34 @@ int cmd_cancel(struct cli *cli, int argc, char **argv)
 		 * once through the signal) and stops its steps itself. */
 		if (ri.driver_pid > 0)
 			kill(ri.driver_pid, SIGTERM);
-		for (;;) {
-			struct run_info now = { 0 };
-			if (state_run_get(st, run, &now, &err)) {
-				rc = cli_fail(&err);
-				goto done;
-			}
-			enum run_state s = now.state;
-			run_info_clear(&now);
-			if (s != RUN_RUNNING || !workspace_run_locked(ws, run))
-				break;
+		enum run_state s = RUN_RUNNING;
+		while (workspace_run_locked(ws, run))
 			usleep(100 * 1000);
+		struct run_info now = { 0 };
+		if (state_run_get(st, run, &now, &err)) {
+			rc = cli_fail(&err);
+			goto done;
 		}
-		printf("run %" PRId64 " cancelled\n", run);
+		s = now.state;
+		run_info_clear(&now);
+		if (s == RUN_CANCELLED) {
+			printf("run %" PRId64 " cancelled\n", run);
+		} else {
+			/* It ended some other way before the request landed. */
+			printf("run %" PRId64 " ended %s before it could be cancelled\n", run,
+			       run_state_name(s));
+			rc = s == RUN_SUCCEEDED ? 0 : 1;
+		}
 	} else {
 		/* No driver: stop what outlived it and record the run ourselves. */
 		struct run_opts ro = { .so = { .gpus = -1, .npus = -1 }, .sets = STRV_INIT };
+		int lock = -1;
 		settle_capacity(&ro, ws);
-		rc = drive(cli, ws, st, run, &ro, 1);
+		if ((rc = workspace_lock_run(ws, run, &lock, &err))) {
+			rc = cli_fail(&err);
+			goto done;
+		}
+		rc = drive(cli, ws, st, run, &ro, 1, lock);
 		if (rc == 1) {
 			rc = 0;   /* "cancelled" is what was asked for */
 		}

@@ -845,12 +845,10 @@ static int end_attempt(struct sched *s, struct node *n,
 			ae.state = ATT_SUCCEEDED;
 		} else {
 			ae.state = ATT_FAILED;
-			ae.spends_retry = 1;
 			snprintf(reason, sizeof(reason), "exit 0 but %.400s", oe.msg);
 		}
 	} else if (n->timed_out) {
 		ae.state = ATT_TIMEOUT;
-		ae.spends_retry = 1;
 		snprintf(reason, sizeof(reason), "timed out after %llds",
 			 (long long)st->timeout_s);
 	} else if (s->stop != STOP_NONE && jd->end != JOB_SPAWN_FAILED) {
@@ -866,7 +864,6 @@ static int end_attempt(struct sched *s, struct node *n,
 			 jd->detail[0] ? jd->detail : "ended without an exit status");
 	} else {
 		ae.state = ATT_FAILED;
-		ae.spends_retry = 1;
 		if (jd->end == JOB_EXITED)
 			snprintf(reason, sizeof(reason), "exit %d", jd->exit_code);
 		else if (jd->end == JOB_SIGNALED)
@@ -915,6 +912,9 @@ static int end_attempt(struct sched *s, struct node *n,
 		}
 		break;
 	}
+	/* A retry is spent only when one follows: the attempt that ends a
+	 * step for good used none. */
+	ae.spends_retry = rk == SR_RETRY;
 	ae.reason = reason[0] ? reason : NULL;
 	ae.outputs = outs;
 	ae.noutputs = nouts;
