@@ -17,6 +17,7 @@
  * States are stored as their words and parsed into enums here, at the edge;
  * a word this binary does not know is reported, never guessed. */
 #include "pipeline/state.h"
+#include "pipeline/state_internal.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -231,6 +232,44 @@ static const char *const migrations[] = {
 	 * "max(id)" per run, and per step and kind. */
 	"CREATE INDEX events_by_run ON events(run_id);"
 	"CREATE INDEX events_by_step_kind ON events(run_id, step_id, kind);",
+
+	/* 1 -> 2: the artifact catalog (pipeline/catalog.c): versioned,
+	 * content-addressed artifacts, their lineage, aliases, and the
+	 * provenance of runs. */
+	"CREATE TABLE artifacts ("
+	"  id INTEGER PRIMARY KEY,"
+	"  kind TEXT NOT NULL,"                 /* output|intermediate|root|imported */
+	"  name TEXT, version INTEGER,"          /* NULL for intermediates */
+	"  type TEXT NOT NULL,"
+	"  digest TEXT NOT NULL,"                /* SHA-256 of the manifest */
+	"  manifest TEXT NOT NULL,"
+	"  bytes INTEGER NOT NULL, files INTEGER NOT NULL,"
+	"  lineage_digest TEXT NOT NULL,"
+	"  run_id INTEGER, step_id TEXT, attempt INTEGER,"
+	"  step_key TEXT, recipe_digest TEXT, git_commit TEXT, git_dirty TEXT,"
+	"  origin TEXT, path TEXT,"
+	"  engine_step INTEGER,"
+	"  created REAL NOT NULL,"
+	"  pruned INTEGER NOT NULL DEFAULT 0,"
+	"  UNIQUE (name, version));"
+	"CREATE INDEX artifacts_by_digest ON artifacts(digest);"
+	"CREATE INDEX artifacts_by_lineage ON artifacts(lineage_digest);"
+	"CREATE INDEX artifacts_by_step ON artifacts(run_id, step_id);"
+	"CREATE TABLE lineage ("
+	"  child INTEGER NOT NULL REFERENCES artifacts(id),"
+	"  parent INTEGER NOT NULL REFERENCES artifacts(id),"
+	"  role TEXT NOT NULL, weight REAL,"
+	"  PRIMARY KEY (child, parent, role));"
+	"CREATE INDEX lineage_by_parent ON lineage(parent);"
+	"CREATE TABLE aliases ("
+	"  alias TEXT PRIMARY KEY,"
+	"  artifact INTEGER NOT NULL REFERENCES artifacts(id),"
+	"  created REAL NOT NULL);"
+	"ALTER TABLE outputs ADD COLUMN artifact INTEGER REFERENCES artifacts(id);"
+	"ALTER TABLE checkpoints ADD COLUMN artifact INTEGER REFERENCES artifacts(id);"
+	"ALTER TABLE runs ADD COLUMN provenance TEXT;"
+	"ALTER TABLE runs ADD COLUMN git_commit TEXT;"
+	"ALTER TABLE runs ADD COLUMN git_dirty TEXT;",
 };
 
 int state_schema_version(void)
@@ -495,6 +534,7 @@ struct state {
 	sqlite3 *db;
 	int busy_ms;
 	sqlite3_stmt *q[Q__COUNT];   /* prepared on first use, kept until close */
+	void *catalog;               /* pipeline/catalog.c's statements */
 };
 
 /* ---- errors ------------------------------------------------------------- */
@@ -892,10 +932,44 @@ void state_set_busy_timeout(struct state *st, int ms)
 	(void)sqlite3_busy_timeout(st->db, st->busy_ms);
 }
 
+/* ---- for the other half of the store (state_internal.h) ---------------- */
+
+sqlite3 *state_sqlite(struct state *st)
+{
+	return st->db;
+}
+
+void **state_catalog_slot(struct state *st)
+{
+	return &st->catalog;
+}
+
+int state_tx_begin(struct state *st, int write, struct err *err)
+{
+	return tx_begin(st, write, err);
+}
+
+int state_tx_end(struct state *st, int ret, struct err *err)
+{
+	return tx_end(st, ret, err);
+}
+
+int state_sql_err(struct state *st, int rc, struct err *err, const char *fmt, ...)
+{
+	va_list ap;
+	int ret;
+
+	va_start(ap, fmt);
+	ret = db_verr(st, rc, err, fmt, ap);
+	va_end(ap);
+	return ret;
+}
+
 void state_close(struct state *st)
 {
 	if (!st)
 		return;
+	catalog_release(st);
 	for (size_t i = 0; i < Q__COUNT; i++)
 		sqlite3_finalize(st->q[i]);
 	/* close_v2 cannot fail with every statement finalized above. */
