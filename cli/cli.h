@@ -25,6 +25,11 @@ int cmd_resume(struct cli *cli, int argc, char **argv);
 int cmd_status(struct cli *cli, int argc, char **argv);
 int cmd_logs(struct cli *cli, int argc, char **argv);
 int cmd_cancel(struct cli *cli, int argc, char **argv);
+int cmd_add(struct cli *cli, int argc, char **argv);
+int cmd_ls(struct cli *cli, int argc, char **argv);
+int cmd_show(struct cli *cli, int argc, char **argv);
+int cmd_tag(struct cli *cli, int argc, char **argv);
+int cmd_lineage(struct cli *cli, int argc, char **argv);
 
 /* Prints "anneal: MSG" to stderr; returns the exit status for err. */
 int cli_fail(const struct err *err);

@@ -17,6 +17,7 @@
 #include "base/fs.h"
 #include "base/util.h"
 #include "cli/cli.h"
+#include "pipeline/catalog.h"
 #include "pipeline/dag.h"
 #include "pipeline/plan.h"
 #include "pipeline/recipe.h"
@@ -82,16 +83,42 @@ static int decide(const struct recipe *r, const struct dag *d, struct state *st,
 			free(in);
 			continue;
 		}
-		for (size_t k = 0; k < s->ninputs; k++) {
-			long j = recipe_find_step(r, s->inputs[k].from_step);
+		struct artifact_info *ext = xcalloc(s->ninputs + 1, sizeof(*ext));
+		for (size_t k = 0; k < s->ninputs && !blocked; k++) {
 			in[k].role = s->inputs[k].role;
 			in[k].digest = "";
+			if (s->inputs[k].ref) {
+				int64_t id;
+				if (!st || catalog_resolve(st, s->inputs[k].ref, &id, err) ||
+				    catalog_get(st, id, &ext[k], err)) {
+					snprintf(me->why, sizeof(me->why), "input '%s': %.400s",
+						 s->inputs[k].role,
+						 st ? err->msg : "no workspace to find artifacts in");
+					err_clear(err);
+					blocked = 1;
+					break;
+				}
+				in[k].digest = ext[k].digest;
+				continue;
+			}
+			long j = recipe_find_step(r, s->inputs[k].from_step);
 			for (size_t o = 0; j >= 0 && o < dec[j].nouts; o++)
 				if (!strcmp(dec[j].outs[o].name, s->inputs[k].from_output))
 					in[k].digest = dec[j].outs[o].digest;
 		}
+		if (blocked) {
+			me->v = V_UNKNOWN;
+			for (size_t k = 0; k < s->ninputs; k++)
+				artifact_info_clear(&ext[k]);
+			free(ext);
+			free(in);
+			continue;
+		}
 		rc = plan_cache_key(s, s->params_json ? s->params_json : "{}", in,
 				    s->ninputs, root, NULL, me->key, err);
+		for (size_t k = 0; k < s->ninputs; k++)
+			artifact_info_clear(&ext[k]);
+		free(ext);
 		free(in);
 		if (rc)
 			return rc;

@@ -19,6 +19,8 @@
 #include "base/fs.h"
 #include "base/util.h"
 #include "cli/cli.h"
+#include "artifacts/provenance.h"
+#include "pipeline/catalog.h"
 #include "pipeline/recipe.h"
 #include "pipeline/sched.h"
 #include "pipeline/state.h"
@@ -86,9 +88,11 @@ struct run_opts {
 	struct sched_opts so;
 	struct strv sets;
 	int jobs_set;
+	int require_clean;
 };
 
-enum { OPT_GPUS = 256, OPT_NPUS, OPT_CPUS, OPT_KEEP, OPT_NOCACHE, OPT_GRACE, OPT_SET };
+enum { OPT_GPUS = 256, OPT_NPUS, OPT_CPUS, OPT_KEEP, OPT_NOCACHE, OPT_GRACE, OPT_SET,
+       OPT_CLEAN };
 
 static int parse_opts(const char *cmd, int argc, char **argv, struct run_opts *ro,
 		      int allow_set, int *help)
@@ -102,6 +106,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct run_opts *r
 		{ "no-cache", no_argument, NULL, OPT_NOCACHE },
 		{ "grace", required_argument, NULL, OPT_GRACE },
 		{ "set", required_argument, NULL, OPT_SET },
+		{ "require-clean", no_argument, NULL, OPT_CLEAN },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -139,6 +144,9 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct run_opts *r
 			if (parse_duration(optarg, 86400, &v))
 				return cli_usage("%s: --grace must be a duration like 30s, not '%s'", cmd, optarg);
 			ro->so.grace_s = (double)v;
+			break;
+		case OPT_CLEAN:
+			ro->require_clean = 1;
 			break;
 		case OPT_SET:
 			if (!allow_set)
@@ -235,6 +243,50 @@ done:
 	return rc;
 }
 
+/* The git state of the repository holding the recipe, recorded with the
+ * run (and so with every artifact it makes). --require-clean refuses a
+ * dirty tree: results that cannot be traced to a commit. */
+static int collect_provenance(const char *recipe, int require_clean,
+			      struct provenance *p, struct buf *json, struct err *err)
+{
+	int rc = provenance_collect(recipe, p, err);
+
+	if (rc)
+		return err_prefix(err, "%s: provenance", recipe);
+	buf_init(json);
+	provenance_to_json(p, json);
+	if (require_clean && !p->found)
+		return err_set(err, ERR_INVALID,
+			       "%s: --require-clean: the recipe is in no git repository", recipe);
+	if (require_clean && p->dirty)
+		return err_set(err, ERR_INVALID,
+			       "%s: --require-clean: '%s' has uncommitted changes (%llu modified, "
+			       "%llu untracked); commit them or run without --require-clean",
+			       recipe, p->workdir, (unsigned long long)p->modified,
+			       (unsigned long long)p->untracked);
+	return 0;
+}
+
+/* Pins every "@REF" input to the artifact it names now: the run's plan
+ * never changes, even if the name gets a new version meanwhile. */
+static int resolve_artifact_inputs(struct state *st, struct recipe *r, struct err *err)
+{
+	for (size_t i = 0; i < r->nsteps; i++) {
+		struct step *s = &r->steps[i];
+		for (size_t k = 0; k < s->ninputs; k++) {
+			struct step_input *in = &s->inputs[k];
+			int rc;
+			if (!in->ref)
+				continue;
+			rc = catalog_resolve(st, in->ref, &in->artifact, err);
+			if (rc)
+				return err_prefix(err, "%s: step '%s': input '%s'", r->path,
+						  s->id, in->role);
+		}
+	}
+	return 0;
+}
+
 static void run_usage(void)
 {
 	printf("usage: anneal run RECIPE [options]\n\n"
@@ -249,7 +301,9 @@ static void run_usage(void)
 	       "  --gpus N, --npus N  devices to hand out (default: .anneal/config.json, else 0)\n"
 	       "  -k, --keep-going  after a failure, keep running steps that do not depend on it\n"
 	       "  --no-cache        run every step, reuse nothing\n"
-	       "  --grace DUR       time between SIGTERM and SIGKILL when stopping a step (10s)\n");
+	       "  --grace DUR       time between SIGTERM and SIGKILL when stopping a step (10s)\n"
+	       "  --require-clean   refuse to start when the recipe's git repository has\n"
+	       "                    uncommitted changes\n");
 }
 
 int cmd_run(struct cli *cli, int argc, char **argv)
@@ -258,6 +312,8 @@ int cmd_run(struct cli *cli, int argc, char **argv)
 	struct recipe *r = NULL;
 	struct workspace *ws = NULL;
 	struct state *st = NULL;
+	struct provenance prov = { 0 };
+	struct buf prov_json = BUF_INIT;
 	struct err err;
 	int64_t run = 0;
 	int rc, help, lock = -1;
@@ -296,7 +352,11 @@ int cmd_run(struct cli *cli, int argc, char **argv)
 	}
 	rc = check_fits(r->steps, r->nsteps, &ro.so, &err);
 	if (!rc)
+		rc = collect_provenance(r->path, ro.require_clean, &prov, &prov_json, &err);
+	if (!rc)
 		rc = state_open(ws->db_path, &st, &err);
+	if (!rc)
+		rc = resolve_artifact_inputs(st, r, &err);
 	if (!rc) {
 		char *abs = fs_abspath(r->path);
 		struct run_new rn = {
@@ -313,6 +373,10 @@ int cmd_run(struct cli *cli, int argc, char **argv)
 		rc = state_run_create(st, &rn, &run, &err);
 		free(abs);
 	}
+	if (!rc)
+		rc = catalog_set_run_provenance(st, run, buf_str(&prov_json),
+						prov.found && prov.commit[0] ? prov.commit : NULL,
+						prov.dirty ? prov.dirty_digest : NULL, &err);
 	if (rc) {
 		rc = cli_fail(&err);
 		goto done;
@@ -327,6 +391,8 @@ int cmd_run(struct cli *cli, int argc, char **argv)
 	fflush(stdout);
 	rc = drive(cli, ws, st, run, &ro, 0, lock);
 done:
+	provenance_clear(&prov);
+	buf_free(&prov_json);
 	state_close(st);
 	workspace_free(ws);
 	recipe_free(r);

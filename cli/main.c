@@ -23,6 +23,11 @@ static const struct command {
 	{ "status", cmd_status, "show a run and its steps" },
 	{ "logs", cmd_logs, "print (or follow) a step's output" },
 	{ "cancel", cmd_cancel, "stop a run and its steps" },
+	{ "add", cmd_add, "register a file or directory made outside anneal" },
+	{ "ls", cmd_ls, "list versioned artifacts" },
+	{ "show", cmd_show, "show an artifact: manifest, parents, provenance, metrics" },
+	{ "tag", cmd_tag, "give an artifact an alias" },
+	{ "lineage", cmd_lineage, "show an artifact's ancestors or descendants" },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(*commands))
 

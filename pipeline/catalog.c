@@ -77,6 +77,7 @@ enum cq {
 	C_EACH,
 	C_SET_PROV,
 	C_GET_PROV,
+	C_METRICS,
 	C__COUNT
 };
 
@@ -151,6 +152,10 @@ static const char *const c_sql[C__COUNT] = {
 	[C_SET_PROV] =
 		"UPDATE runs SET provenance = ?2, git_commit = ?3, git_dirty = ?4 WHERE id = ?1",
 	[C_GET_PROV] = "SELECT provenance, git_commit, git_dirty FROM runs WHERE id = ?1",
+	[C_METRICS] =
+		"SELECT name, value FROM events WHERE id IN (SELECT max(id) FROM events"
+		" WHERE run_id = ?1 AND step_id = ?2 AND kind = 'metric' GROUP BY name)"
+		" ORDER BY name",
 };
 
 struct cstmts {
@@ -920,4 +925,46 @@ int catalog_run_provenance(struct state *st, int64_t run_id, char **json,
 	if (rc != SQLITE_ROW)
 		return state_sql_err(st, rc, err, "read provenance");
 	return 0;
+}
+
+int catalog_metrics(struct state *st, int64_t run_id, const char *step,
+		    struct metric **out, size_t *n, struct err *err)
+{
+	sqlite3_stmt *s = NULL;
+	struct metric *v = NULL;
+	size_t cap = 0;
+	int rc, ret;
+
+	*out = NULL;
+	*n = 0;
+	if (!run_id || !step)
+		return 0;
+	if ((ret = prep(st, C_METRICS, &s, err)))
+		return ret;
+	sqlite3_bind_int64(s, 1, run_id);
+	btext(s, 2, step);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 8;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		v[*n].name = col(s, 0);
+		v[*n].value = sqlite3_column_double(s, 1);
+		(*n)++;
+	}
+	done_stmt(s);
+	if (rc != SQLITE_DONE) {
+		metrics_free(v, *n);
+		*n = 0;
+		return state_sql_err(st, rc, err, "read metrics");
+	}
+	*out = v;
+	return 0;
+}
+
+void metrics_free(struct metric *m, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(m[i].name);
+	free(m);
 }

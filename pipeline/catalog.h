@@ -147,4 +147,13 @@ int catalog_set_run_provenance(struct state *st, int64_t run_id,
 int catalog_run_provenance(struct state *st, int64_t run_id, char **json,
 			   char **commit, char **dirty, struct err *err);
 
+/* The latest value of each metric a step reported (name order). */
+struct metric {
+	char *name;
+	double value;
+};
+int catalog_metrics(struct state *st, int64_t run_id, const char *step,
+		    struct metric **out, size_t *n, struct err *err);
+void metrics_free(struct metric *m, size_t n);
+
 #endif

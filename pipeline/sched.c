@@ -14,14 +14,17 @@
  * runner. */
 #include "pipeline/sched.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "artifacts/store.h"
 #include "artifacts/tree.h"
 #include "base/buf.h"
 #include "base/err.h"
@@ -29,6 +32,7 @@
 #include "base/fs.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "pipeline/catalog.h"
 #include "pipeline/dag.h"
 #include "pipeline/events.h"
 #include "pipeline/plan.h"
@@ -78,6 +82,7 @@ struct node {
 	off_t ev_recorded;       /* events-file offset the store knows */
 	struct output_rec *outs;
 	size_t nouts;
+	int64_t resume_artifact; /* the checkpoint this attempt resumed from */
 	char *metric_name;
 	double metric_value;
 };
@@ -89,6 +94,11 @@ struct sched {
 	const struct sched_opts *o;
 	int64_t run;
 	char *run_dir;
+	struct store *store;
+	struct output_rec *ext;  /* artifacts named by "@REF" inputs, ready to read */
+	size_t next;
+	char *recipe_digest;
+	char *git_commit, *git_dirty;   /* the run's provenance */
 	char *params_path;
 	char *no_params_path;
 	char *params_json;
@@ -191,7 +201,15 @@ static struct node *find_node(struct sched *s, const char *id)
 static const struct output_rec *input_rec(struct sched *s,
 					  const struct step_input *in)
 {
-	struct node *p = find_node(s, in->from_step);
+	struct node *p;
+
+	if (in->artifact) {
+		for (size_t i = 0; i < s->next; i++)
+			if (s->ext[i].artifact == in->artifact)
+				return &s->ext[i];
+		return NULL;
+	}
+	p = find_node(s, in->from_step);
 
 	if (!p)
 		return NULL;
@@ -424,13 +442,87 @@ static void give_back(struct sched *s, struct node *n)
 
 /* ---- the cache --------------------------------------------------------- */
 
-static int outputs_intact(const struct output_rec *o, size_t n)
+/* Whether the files at path are still the artifact's: every manifest entry
+ * present with its size and, when it is the stored object itself (a hard
+ * link, as ingest leaves it), that is enough; a file that is not is hashed.
+ * Cheap for the common case, so that cache checks and resume points are
+ * verified without re-reading a 100 GB checkpoint. */
+/* Regular files under path (or 1 for a file), -1 if anything else is
+ * there (a symlink, a FIFO): such a tree matches no manifest. */
+static long count_files(const char *path)
+{
+	struct stat st;
+	DIR *d;
+	struct dirent *de;
+	long n = 0;
+
+	if (lstat(path, &st) < 0)
+		return -1;
+	if (S_ISREG(st.st_mode))
+		return 1;
+	if (!S_ISDIR(st.st_mode) || !(d = opendir(path)))
+		return -1;
+	while (n >= 0 && (de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		char *sub = fs_join(path, de->d_name);
+		long k = count_files(sub);
+		free(sub);
+		n = k < 0 ? -1 : n + k;
+	}
+	closedir(d);
+	return n;
+}
+
+static int tree_matches(struct sched *s, int64_t artifact, const char *path)
+{
+	struct manifest m = { 0 };
+	char *text = NULL;
+	struct err e;
+	int ok = 0;
+
+	if (catalog_manifest(s->st, artifact, &text, &e) || manifest_parse(text, &m, &e))
+		goto done;
+	/* Nothing added either: an extra file is a changed output. */
+	if (count_files(path) != (long)m.n)
+		goto done;
+	ok = 1;
+	for (size_t i = 0; ok && i < m.n; i++) {
+		const struct manifest_entry *me = &m.v[i];
+		char *f = strcmp(me->path, ".") ? fs_join(path, me->path) : xstrdup(path);
+		char *obj = store_object_path(s->store, &me->digest);
+		struct stat fs, os;
+
+		if (lstat(f, &fs) < 0 || !S_ISREG(fs.st_mode) || (uint64_t)fs.st_size != me->size) {
+			ok = 0;
+		} else if (stat(obj, &os) < 0 || (uint64_t)os.st_size != me->size) {
+			ok = 0;   /* the store lost it: not reusable */
+		} else if (fs.st_dev != os.st_dev || fs.st_ino != os.st_ino) {
+			struct digest d;
+			ok = sha256_file(f, &d, NULL, &e) == 0 &&
+			     !memcmp(d.b, me->digest.b, DIGEST_LEN);
+		}
+		free(obj);
+		free(f);
+	}
+done:
+	manifest_free(&m);
+	free(text);
+	return ok;
+}
+
+static int outputs_intact(struct sched *s, const struct output_rec *o, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		struct tree_info ti;
 		struct err e;
 		char hex[DIGEST_HEX_LEN + 1];
 
+		if (o[i].artifact) {
+			if (!tree_matches(s, o[i].artifact, o[i].path))
+				return 0;
+			continue;
+		}
 		if (tree_digest(o[i].path, &ti, &e))
 			return 0;
 		digest_hex(&ti.digest, hex);
@@ -438,6 +530,68 @@ static int outputs_intact(const struct output_rec *o, size_t n)
 			return 0;
 	}
 	return 1;
+}
+
+/* Ingests the tree at path into the store and registers it in the
+ * catalog, with the step's inputs (and the checkpoint the attempt resumed
+ * from) as parents. */
+static int register_tree(struct sched *s, struct node *n, enum artifact_kind kind,
+			 const struct step_output *out, const char *path,
+			 long long engine_step, int64_t *id, char *digest,
+			 uint64_t *bytes, struct err *err)
+{
+	const struct step *st = n->step;
+	struct lineage_parent *p = xcalloc(st->ninputs + 2, sizeof(*p));
+	struct manifest m = { 0 };
+	struct artifact_new a = { 0 };
+	char *dflt = NULL;
+	size_t np = 0;
+	int version, created, rc;
+
+	rc = store_ingest_tree(s->store, path, STORE_LINK, 0, &m, err);
+	if (rc)
+		goto done;
+	digest_hex(&m.digest, digest);
+	*bytes = m.bytes;
+	for (size_t i = 0; i < st->ninputs; i++) {
+		const struct output_rec *o = input_rec(s, &st->inputs[i]);
+		if (o && o->artifact) {
+			p[np].id = o->artifact;
+			p[np].role = st->inputs[i].role;
+			np++;
+		}
+	}
+	if (n->resume_artifact) {
+		p[np].id = n->resume_artifact;
+		p[np].role = "resumed-from";
+		np++;
+	}
+	a.kind = kind;
+	if (out && !out->artifact)   /* a plan recorded without names: the default */
+		dflt = xasprintf("%s.%s", st->stage ? st->stage : st->id, out->name);
+	a.name = out ? (out->artifact ? out->artifact : dflt) : NULL;
+	a.type = out ? out->type : ART_CHECKPOINT;
+	a.digest = digest;
+	a.manifest = m.text;
+	a.bytes = m.bytes;
+	a.files = m.n;
+	a.run_id = s->run;
+	a.step = st->id;
+	a.attempt = n->attempt;
+	a.engine_step = engine_step;
+	a.step_key = n->key;
+	a.recipe_digest = s->recipe_digest;
+	a.git_commit = s->git_commit;
+	a.git_dirty = s->git_dirty;
+	a.path = path;
+	a.parents = p;
+	a.nparents = np;
+	rc = catalog_register(s->st, &a, id, &version, &created, err);
+done:
+	manifest_free(&m);
+	free(dflt);
+	free(p);
+	return rc;
 }
 
 static int compute_key(struct sched *s, struct node *n, struct err *err)
@@ -451,9 +605,12 @@ static int compute_key(struct sched *s, struct node *n, struct err *err)
 		const struct output_rec *o = input_rec(s, &st->inputs[i]);
 		if (!o) {
 			rc = err_set(err, ERR_SYSTEM,
-				     "step '%s': input '%s': step '%s' recorded no output '%s'",
-				     st->id, st->inputs[i].role, st->inputs[i].from_step,
-				     st->inputs[i].from_output);
+				     "step '%s': input '%s': %s%s%s has no recorded output",
+				     st->id, st->inputs[i].role,
+				     st->inputs[i].from_step ? st->inputs[i].from_step : "@",
+				     st->inputs[i].from_step ? "." : "",
+				     st->inputs[i].from_output ? st->inputs[i].from_output
+							       : (st->inputs[i].ref ? st->inputs[i].ref : ""));
 			goto done;
 		}
 		in[i].role = st->inputs[i].role;
@@ -483,7 +640,7 @@ static int try_cache(struct sched *s, struct node *n, struct err *err)
 	for (size_t i = 0; i < nhits && !used; i++) {
 		if (hits[i].run_id == s->run)
 			continue;
-		if (!outputs_intact(hits[i].outputs, hits[i].noutputs))
+		if (!outputs_intact(s, hits[i].outputs, hits[i].noutputs))
 			continue;
 		rc = state_step_mark_cached(s->st, s->run, n->step->id,
 					    hits[i].run_id, hits[i].step, err);
@@ -543,20 +700,27 @@ static int prepare_dirs(struct sched *s, struct node *n, struct err *err)
 	return rc;
 }
 
+/* The resume point: the step's latest checkpoint, verified against what
+ * was recorded (every file present, the right size, the stored bytes). A
+ * checkpoint that fails is not used: the step starts afresh rather than
+ * from damaged state. */
 static char *latest_checkpoint(struct sched *s, struct node *n)
 {
 	struct err e;
 	char *path = NULL;
 	long long es;
+	int64_t art = 0;
 
-	if (state_checkpoint_latest(s->st, s->run, n->step->id, &path, &es, &e))
+	n->resume_artifact = 0;
+	if (state_checkpoint_latest(s->st, s->run, n->step->id, &path, &es, &art, &e))
 		return NULL;
-	if (!fs_is_dir(path)) {
-		log_warn("step '%s': checkpoint '%s' is gone; starting afresh",
+	if (!fs_is_dir(path) || (art && !tree_matches(s, art, path))) {
+		log_warn("step '%s': checkpoint '%s' is gone or damaged; starting afresh",
 			 n->step->id, path);
 		free(path);
 		return NULL;
 	}
+	n->resume_artifact = art;
 	return path;
 }
 
@@ -707,9 +871,17 @@ static void on_event(void *ctx, const struct ev *ev)
 				log_warn("%s", e.msg);
 			report(s, SR_WARNING, n, w);
 			free(w);
-		} else if (state_checkpoint_add(s->st, s->run, n->step->id, n->attempt,
-						ev->step, dir, NULL, &e)) {
-			log_warn("%s", e.msg);
+		} else {
+			char digest[DIGEST_HEX_LEN + 1];
+			uint64_t bytes;
+			int64_t art = 0;
+			/* A checkpoint is an artifact too: stored (by hard links,
+			 * no copy), versioned by lineage, linked to the step. */
+			if (register_tree(s, n, AK_INTERMEDIATE, NULL, dir, ev->step, &art,
+					  digest, &bytes, &e) ||
+			    state_checkpoint_add(s->st, s->run, n->step->id, n->attempt,
+						 ev->step, dir, digest, art, &e))
+				log_warn("step '%s': checkpoint '%s': %s", n->step->id, dir, e.msg);
 		}
 		free(dir);
 		return;
@@ -785,19 +957,16 @@ static int collect_outputs(struct sched *s, struct node *n,
 	int rc = 0;
 
 	for (size_t i = 0; i < st->noutputs; i++) {
-		struct tree_info ti;
-
 		o[i].name = xstrdup(st->outputs[i].name);
 		o[i].type = st->outputs[i].type;
 		o[i].path = out_dir(s, n, st->outputs[i].name);
-		rc = tree_digest(o[i].path, &ti, err);
+		rc = register_tree(s, n, AK_OUTPUT, &st->outputs[i], o[i].path, -1,
+				   &o[i].artifact, o[i].digest, &o[i].bytes, err);
 		if (rc) {
 			err_prefix(err, "output '%s'", st->outputs[i].name);
 			free_outs(o, i + 1);
 			return rc;
 		}
-		digest_hex(&ti.digest, o[i].digest);
-		o[i].bytes = ti.bytes;
 	}
 	*outp = o;
 	*np = st->noutputs;
@@ -1157,6 +1326,68 @@ static int loop(struct sched *s, struct err *err)
 
 /* ---- set-up: a fresh run or a resumed one ----------------------------------- */
 
+/* Makes every "@REF" input readable: its recorded path when the files
+ * there are still the artifact's, else a checkout from the store (hard
+ * links) under store/checkouts/<digest>. */
+static int prepare_artifact_inputs(struct sched *s, struct err *err)
+{
+	for (size_t i = 0; i < s->nsteps; i++) {
+		const struct step *st = &s->steps[i];
+		for (size_t k = 0; k < st->ninputs; k++) {
+			const struct step_input *in = &st->inputs[k];
+			struct artifact_info a;
+			struct output_rec *o;
+			int rc, dup = 0;
+
+			if (!in->artifact)
+				continue;
+			for (size_t j = 0; j < s->next; j++)
+				dup |= s->ext[j].artifact == in->artifact;
+			if (dup)
+				continue;
+			rc = catalog_get(s->st, in->artifact, &a, err);
+			if (rc)
+				return err_prefix(err, "step '%s': input '%s'", st->id, in->role);
+			s->ext = xrealloc(s->ext, (s->next + 1) * sizeof(*s->ext));
+			o = &s->ext[s->next++];
+			memset(o, 0, sizeof(*o));
+			o->name = xstrdup(in->role);
+			o->type = a.type;
+			memcpy(o->digest, a.digest, sizeof(o->digest));
+			o->bytes = a.bytes;
+			o->artifact = a.id;
+			if (a.path && tree_matches(s, a.id, a.path)) {
+				o->path = xstrdup(a.path);
+			} else {
+				struct manifest m = { 0 };
+				char *text = NULL;
+				o->path = xasprintf("%s/store/checkouts/%s", s->ws->dir, a.digest);
+				if (!fs_exists(o->path)) {
+					char *parent = xasprintf("%s/store/checkouts", s->ws->dir);
+					rc = fs_mkdir_p(parent, 0700, err);
+					free(parent);
+					if (!rc)
+						rc = catalog_manifest(s->st, a.id, &text, err);
+					if (!rc)
+						rc = manifest_parse(text, &m, err);
+					if (!rc)
+						rc = store_checkout(s->store, &m, o->path, err);
+					manifest_free(&m);
+					free(text);
+					if (rc) {
+						err_prefix(err, "step '%s': input '%s' (@%s)", st->id,
+							   in->role, in->ref ? in->ref : "");
+						artifact_info_clear(&a);
+						return rc;
+					}
+				}
+			}
+			artifact_info_clear(&a);
+		}
+	}
+	return 0;
+}
+
 static int setup(struct sched *s, struct err *err)
 {
 	struct step_info *info = NULL;
@@ -1169,6 +1400,20 @@ static int setup(struct sched *s, struct err *err)
 	if (rc)
 		goto done;
 	s->params_json = xstrdup(ri.params_json ? ri.params_json : "{}");
+	s->recipe_digest = ri.recipe_digest ? xstrdup(ri.recipe_digest) : NULL;
+	{
+		char *json = NULL;
+		rc = catalog_run_provenance(s->st, s->run, &json, &s->git_commit,
+					    &s->git_dirty, err);
+		free(json);
+		if (rc)
+			goto done;
+		char *root = fs_join(s->ws->dir, "store");
+		rc = store_open(&s->store, root, err);
+		free(root);
+		if (rc)
+			goto done;
+	}
 	s->run_dir = workspace_run_dir(s->ws, s->run);
 	rc = fs_mkdir_p(s->run_dir, 0777, err);
 	if (rc)
@@ -1185,6 +1430,9 @@ static int setup(struct sched *s, struct err *err)
 	if (rc)
 		goto done;
 	rc = state_steps_load(s->st, s->run, &s->steps, &s->nsteps, err);
+	if (rc)
+		goto done;
+	rc = prepare_artifact_inputs(s, err);
 	if (rc)
 		goto done;
 	rc = dag_build(s->steps, s->nsteps, &s->dag, err);
@@ -1334,6 +1582,11 @@ static void teardown(struct sched *s)
 	free(s->steps);
 	dag_free(s->dag);
 	free(s->run_dir);
+	free_outs(s->ext, s->next);
+	store_free(s->store);
+	free(s->recipe_digest);
+	free(s->git_commit);
+	free(s->git_dirty);
 	free(s->params_path);
 	free(s->no_params_path);
 	free(s->params_json);

@@ -181,7 +181,8 @@ static const char *const migrations[] = {
 	"  FOREIGN KEY (run_id, step_id) REFERENCES steps(run_id, id) ON DELETE CASCADE);"
 	"CREATE TABLE step_inputs ("
 	"  run_id INTEGER NOT NULL, step_id TEXT NOT NULL, pos INTEGER NOT NULL,"
-	"  role TEXT NOT NULL, from_step TEXT NOT NULL, from_output TEXT NOT NULL,"
+	"  role TEXT NOT NULL, from_step TEXT, from_output TEXT,"
+	"  ref TEXT, artifact INTEGER,"
 	"  PRIMARY KEY (run_id, step_id, pos),"
 	"  FOREIGN KEY (run_id, step_id) REFERENCES steps(run_id, id) ON DELETE CASCADE);"
 	"CREATE TABLE step_outputs_decl ("
@@ -266,6 +267,7 @@ static const char *const migrations[] = {
 	"  artifact INTEGER NOT NULL REFERENCES artifacts(id),"
 	"  created REAL NOT NULL);"
 	"ALTER TABLE outputs ADD COLUMN artifact INTEGER REFERENCES artifacts(id);"
+	"ALTER TABLE step_outputs_decl ADD COLUMN artifact_name TEXT;"
 	"ALTER TABLE checkpoints ADD COLUMN artifact INTEGER REFERENCES artifacts(id);"
 	"ALTER TABLE runs ADD COLUMN provenance TEXT;"
 	"ALTER TABLE runs ADD COLUMN git_commit TEXT;"
@@ -388,10 +390,10 @@ static const char *const q_sql[Q__COUNT] = {
 		" VALUES (?1, ?2, ?3, ?4, ?5)",
 	[Q_INPUT_INSERT] =
 		"INSERT INTO step_inputs (run_id, step_id, pos, role, from_step,"
-		" from_output) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+		" from_output, ref, artifact) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	[Q_ODECL_INSERT] =
-		"INSERT INTO step_outputs_decl (run_id, step_id, pos, name, type)"
-		" VALUES (?1, ?2, ?3, ?4, ?5)",
+		"INSERT INTO step_outputs_decl (run_id, step_id, pos, name, type,"
+		" artifact_name) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[Q_AFTER_INSERT] =
 		"INSERT INTO step_after (run_id, step_id, pos, dep)"
 		" VALUES (?1, ?2, ?3, ?4)",
@@ -412,12 +414,12 @@ static const char *const q_sql[Q__COUNT] = {
 		" ON s.run_id = c.run_id AND s.id = c.step_id"
 		" WHERE c.run_id = ?1 ORDER BY s.pos, c.pos",
 	[Q_INPUTS_LOAD] =
-		"SELECT s.pos, c.role, c.from_step, c.from_output"
+		"SELECT s.pos, c.role, c.from_step, c.from_output, c.ref, c.artifact"
 		" FROM step_inputs c JOIN steps s"
 		" ON s.run_id = c.run_id AND s.id = c.step_id"
 		" WHERE c.run_id = ?1 ORDER BY s.pos, c.pos",
 	[Q_ODECL_LOAD] =
-		"SELECT s.pos, c.name, c.type FROM step_outputs_decl c JOIN steps s"
+		"SELECT s.pos, c.name, c.type, c.artifact_name FROM step_outputs_decl c JOIN steps s"
 		" ON s.run_id = c.run_id AND s.id = c.step_id"
 		" WHERE c.run_id = ?1 ORDER BY s.pos, c.pos",
 	[Q_AFTER_LOAD] =
@@ -451,7 +453,7 @@ static const char *const q_sql[Q__COUNT] = {
 		"  AND e.kind = 'metric')"
 		" WHERE s.run_id = ?1 ORDER BY s.pos",
 	[Q_RUN_OUTPUTS] =
-		"SELECT s.pos, o.name, o.type, o.path, o.digest, o.bytes"
+		"SELECT s.pos, o.name, o.type, o.path, o.digest, o.bytes, o.artifact"
 		" FROM outputs o JOIN steps s"
 		" ON s.run_id = o.run_id AND s.id = o.step_id"
 		" WHERE o.run_id = ?1 ORDER BY s.pos, o.rowid",
@@ -487,13 +489,13 @@ static const char *const q_sql[Q__COUNT] = {
 	[Q_OUT_DELETE] = "DELETE FROM outputs WHERE run_id = ?1 AND step_id = ?2",
 	[Q_OUT_INSERT] =
 		"INSERT INTO outputs (run_id, step_id, name, type, path, digest,"
-		" bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+		" bytes, artifact) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	[Q_OUT_COPY] =
 		"INSERT INTO outputs (run_id, step_id, name, type, path, digest,"
-		" bytes) SELECT ?1, ?2, name, type, path, digest, bytes"
+		" bytes, artifact) SELECT ?1, ?2, name, type, path, digest, bytes, artifact"
 		" FROM outputs WHERE run_id = ?3 AND step_id = ?4 ORDER BY rowid",
 	[Q_OUT_LIST] =
-		"SELECT name, type, path, digest, bytes FROM outputs"
+		"SELECT name, type, path, digest, bytes, artifact FROM outputs"
 		" WHERE run_id = ?1 AND step_id = ?2 ORDER BY rowid",
 	[Q_STEP_SET_CACHED] =
 		"UPDATE steps SET state = 'cached', cached_from_run = ?3,"
@@ -507,9 +509,9 @@ static const char *const q_sql[Q__COUNT] = {
 
 	[Q_CKPT_INSERT] =
 		"INSERT INTO checkpoints (run_id, step_id, attempt, engine_step,"
-		" path, digest, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+		" path, digest, created, artifact) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	[Q_CKPT_LATEST] =
-		"SELECT path, engine_step FROM checkpoints"
+		"SELECT path, engine_step, artifact FROM checkpoints"
 		" WHERE run_id = ?1 AND step_id = ?2 ORDER BY id DESC LIMIT 1",
 	[Q_EV_INSERT] =
 		"INSERT INTO events (run_id, step_id, attempt, time, kind, name,"
@@ -1090,9 +1092,16 @@ static int insert_step_specs(struct state *st, int64_t run_id,
 		bind_text(s, 4, in->role, &rc);
 		bind_text(s, 5, in->from_step, &rc);
 		bind_text(s, 6, in->from_output, &rc);
+		bind_text(s, 7, in->ref, &rc);
+		if (in->artifact)
+			bind_int(s, 8, in->artifact, &rc);
+		else
+			bind_null(s, 8, &rc);
 		ret = exec_done(st, s, rc, err, "insert input of step '%s'", sp->id);
 		if (ret)
 			break;
+		if (!in->from_step)
+			continue;   /* an artifact: no step to wait for */
 		rc = SQLITE_OK;
 		ret = prep(st, Q_DEP_INSERT, &s, err);
 		if (ret)
@@ -1113,6 +1122,7 @@ static int insert_step_specs(struct state *st, int64_t run_id,
 		bind_int(s, 3, (int64_t)i, &rc);
 		bind_text(s, 4, sp->outputs[i].name, &rc);
 		bind_text(s, 5, artifact_type_name(sp->outputs[i].type), &rc);
+		bind_text(s, 6, sp->outputs[i].artifact, &rc);
 		ret = exec_done(st, s, rc, err, "insert output of step '%s'",
 				sp->id);
 	}
@@ -1467,9 +1477,12 @@ static void add_input(struct step *sp, sqlite3_stmt *s)
 
 	sp->inputs = xrealloc(sp->inputs, (sp->ninputs + 1) * sizeof(*sp->inputs));
 	in = &sp->inputs[sp->ninputs++];
+	memset(in, 0, sizeof(*in));
 	in->role = col_str_nn(s, 1);
-	in->from_step = col_str_nn(s, 2);
-	in->from_output = col_str_nn(s, 3);
+	in->from_step = col_str(s, 2);
+	in->from_output = col_str(s, 3);
+	in->ref = col_str(s, 4);
+	in->artifact = sqlite3_column_int64(s, 5);
 }
 
 static void add_after(struct step *sp, sqlite3_stmt *s)
@@ -1502,6 +1515,7 @@ static int load_outputs_decl(struct state *st, int64_t run_id,
 				       (sp->noutputs + 1) * sizeof(*sp->outputs));
 		sp->outputs[sp->noutputs].name = col_str_nn(s, 1);
 		sp->outputs[sp->noutputs].type = t;
+		sp->outputs[sp->noutputs].artifact = col_str(s, 3);
 		sp->noutputs++;
 		rc = SQLITE_OK;
 	}
@@ -1619,7 +1633,8 @@ static void free_outputs(struct output_rec *v, size_t n)
 	free(v);
 }
 
-/* Reads name, type, path, digest, bytes from columns first..first+4. */
+/* Reads name, type, path, digest, bytes, artifact from columns
+ * first..first+5. */
 static int read_output(sqlite3_stmt *s, int first, struct output_rec *o,
 		       struct err *err)
 {
@@ -1638,6 +1653,7 @@ static int read_output(sqlite3_stmt *s, int first, struct output_rec *o,
 	o->name = col_str_nn(s, first);
 	o->path = col_str(s, first + 2);
 	o->bytes = (uint64_t)sqlite3_column_int64(s, first + 4);
+	o->artifact = sqlite3_column_int64(s, first + 5);
 	return 0;
 }
 
@@ -1999,6 +2015,10 @@ static int replace_outputs(struct state *st, int64_t run_id, const char *step,
 		bind_text(s, 5, o[i].path, &rc);
 		bind_text(s, 6, o[i].digest, &rc);
 		bind_int(s, 7, (int64_t)o[i].bytes, &rc);
+		if (o[i].artifact)
+			bind_int(s, 8, o[i].artifact, &rc);
+		else
+			bind_null(s, 8, &rc);
 		ret = exec_done(st, s, rc, err, "insert output '%s' of step '%s'",
 				o[i].name ? o[i].name : "", step);
 	}
@@ -2221,7 +2241,7 @@ done:
 
 int state_checkpoint_add(struct state *st, int64_t run_id, const char *step,
 			 int attempt, long long engine_step, const char *path,
-			 const char *digest, struct err *err)
+			 const char *digest, int64_t artifact, struct err *err)
 {
 	sqlite3_stmt *s = NULL;
 	int rc = SQLITE_OK, ret;
@@ -2242,6 +2262,10 @@ int state_checkpoint_add(struct state *st, int64_t run_id, const char *step,
 	bind_text(s, 5, path, &rc);
 	bind_text(s, 6, digest, &rc);
 	bind_double(s, 7, now_wall(), &rc);
+	if (artifact)
+		bind_int(s, 8, artifact, &rc);
+	else
+		bind_null(s, 8, &rc);
 	ret = exec_done(st, s, rc, err, "insert checkpoint of step '%s'", step);
 done:
 	return tx_end(st, ret, err);
@@ -2249,12 +2273,15 @@ done:
 
 int state_checkpoint_latest(struct state *st, int64_t run_id,
 			    const char *step, char **path,
-			    long long *engine_step, struct err *err)
+			    long long *engine_step, int64_t *artifact,
+			    struct err *err)
 {
 	sqlite3_stmt *s = NULL;
 	int rc = SQLITE_OK, ret;
 
 	*path = NULL;
+	if (artifact)
+		*artifact = 0;
 	ret = prep(st, Q_CKPT_LATEST, &s, err);
 	if (ret)
 		goto done;
@@ -2272,6 +2299,8 @@ int state_checkpoint_latest(struct state *st, int64_t run_id,
 		*path = col_str_nn(s, 0);
 		*engine_step = sqlite3_column_type(s, 1) == SQLITE_NULL
 			? -1 : sqlite3_column_int64(s, 1);
+		if (artifact)
+			*artifact = sqlite3_column_int64(s, 2);
 	}
 done:
 	release(s);
@@ -2289,7 +2318,9 @@ int state_events_add(struct state *st, int64_t run_id, const char *step,
 	if (n == 0 && offset < 0)
 		return 0;
 	ret = tx_begin(st, 1, err);
-	if (ret == 0 && offset >= 0) {
+	if (ret)
+		return ret;
+	if (offset >= 0) {
 		rc = SQLITE_OK;
 		ret = prep(st, Q_EV_OFFSET_SET, &s, err);
 		if (ret == 0) {
@@ -2301,8 +2332,6 @@ int state_events_add(struct state *st, int64_t run_id, const char *step,
 					step ? step : "");
 		}
 	}
-	if (ret)
-		return ret;
 	for (size_t i = 0; ret == 0 && i < n; i++) {
 		const struct event_rec *e = &ev[i];
 

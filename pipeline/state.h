@@ -125,6 +125,7 @@ struct output_rec {
 	char *path;        /* absolute path of the output tree */
 	char digest[65];   /* tree digest, hex */
 	uint64_t bytes;
+	int64_t artifact;  /* its catalog entry (pipeline/catalog.h), 0 if none */
 };
 
 struct step_info {
@@ -234,12 +235,13 @@ void output_rec_clear(struct output_rec *o);
 
 int state_checkpoint_add(struct state *st, int64_t run_id, const char *step,
 			 int attempt, long long engine_step, const char *path,
-			 const char *digest, struct err *err);
+			 const char *digest, int64_t artifact, struct err *err);
 /* Latest recorded checkpoint of a step (any attempt), by insertion order;
- * ERR_NOTFOUND when none. *path malloc'd. */
+ * ERR_NOTFOUND when none. *path malloc'd; *artifact (if non-NULL) its
+ * catalog entry or 0. */
 int state_checkpoint_latest(struct state *st, int64_t run_id,
 			    const char *step, char **path, long long *engine_step,
-			    struct err *err);
+			    int64_t *artifact, struct err *err);
 
 enum event_kind { EV_METRIC, EV_PROGRESS, EV_WARNING, EV_CHECKPOINT, EV_LOG };
 const char *event_kind_name(enum event_kind k);

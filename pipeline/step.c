@@ -48,10 +48,13 @@ void step_clear(struct step *s)
 		free(s->inputs[i].role);
 		free(s->inputs[i].from_step);
 		free(s->inputs[i].from_output);
+		free(s->inputs[i].ref);
 	}
 	free(s->inputs);
-	for (size_t i = 0; i < s->noutputs; i++)
+	for (size_t i = 0; i < s->noutputs; i++) {
 		free(s->outputs[i].name);
+		free(s->outputs[i].artifact);
+	}
 	free(s->outputs);
 	for (size_t i = 0; i < s->nafter; i++)
 		free(s->after[i]);
@@ -85,14 +88,17 @@ void step_copy(struct step *d, const struct step *s)
 	d->inputs = xcalloc(s->ninputs, sizeof(*d->inputs));
 	for (size_t i = 0; i < s->ninputs; i++) {
 		d->inputs[i].role = xstrdup(s->inputs[i].role);
-		d->inputs[i].from_step = xstrdup(s->inputs[i].from_step);
-		d->inputs[i].from_output = xstrdup(s->inputs[i].from_output);
+		d->inputs[i].from_step = dup0(s->inputs[i].from_step);
+		d->inputs[i].from_output = dup0(s->inputs[i].from_output);
+		d->inputs[i].ref = dup0(s->inputs[i].ref);
+		d->inputs[i].artifact = s->inputs[i].artifact;
 	}
 	d->noutputs = s->noutputs;
 	d->outputs = xcalloc(s->noutputs, sizeof(*d->outputs));
 	for (size_t i = 0; i < s->noutputs; i++) {
 		d->outputs[i].name = xstrdup(s->outputs[i].name);
 		d->outputs[i].type = s->outputs[i].type;
+		d->outputs[i].artifact = dup0(s->outputs[i].artifact);
 	}
 	d->nafter = s->nafter;
 	d->after = xcalloc(s->nafter, sizeof(char *));
@@ -102,4 +108,14 @@ void step_copy(struct step *d, const struct step *s)
 	d->retry = s->retry;
 	d->timeout_s = s->timeout_s;
 	d->params_json = dup0(s->params_json);
+}
+
+int artifact_name_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 128 || s[0] == '.' || s[0] == '-')
+		return 0;
+	return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		      "0123456789_.-") == n;
 }

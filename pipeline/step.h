@@ -9,6 +9,7 @@
 #define ANNEAL_STEP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 enum artifact_type { ART_CHECKPOINT, ART_DATASET, ART_REPORT };
 
@@ -30,14 +31,21 @@ struct env_var {
 
 struct step_input {
 	char *role;        /* "teacher" */
-	char *from_step;   /* producing step id, "distill.2" */
-	char *from_output; /* output name of that step, "model" */
+	char *from_step;   /* producing step id, "distill.2"; NULL for an artifact */
+	char *from_output; /* output name of that step, "model"; NULL for an artifact */
+	char *ref;         /* "@REF" inputs: the REF as written (base-model@2) */
+	int64_t artifact;  /* ... resolved when the run is recorded (catalog id) */
 };
 
 struct step_output {
 	char *name;                 /* "model" */
 	enum artifact_type type;
+	char *artifact;             /* versioned as: "STAGE.OUTPUT" or the recipe's name */
 };
+
+/* 1 if s can name an artifact: 1-128 of [A-Za-z0-9_.-], not starting
+ * with '.' or '-' (no '@', which separates versions, nor '/'). */
+int artifact_name_valid(const char *s);
 
 struct retry_policy {
 	int max;            /* retries after the first attempt; default 0 */

@@ -132,6 +132,16 @@ int workspace_init(const char *root, struct workspace **out, struct err *err)
 	rc = fs_mkdir_p(store, 0700, err);
 	if (rc)
 		goto done;
+	/* A workspace inside a git repository must not make it look dirty
+	 * (provenance, --require-clean): .anneal ignores itself. */
+	{
+		char *gi = fs_join(ws->dir, ".gitignore");
+		if (!fs_exists(gi))
+			rc = fs_write_atomic(gi, "*\n", 2, 0644, err);
+		free(gi);
+		if (rc)
+			goto done;
+	}
 	rc = read_config(ws, err);
 	if (rc)
 		goto done;

@@ -114,9 +114,24 @@ static int get_inputs(const struct jnode *v, const char *where,
 		rc = stage_want_type(f, J_STRING, path, err);
 		if (rc)
 			break;
+		if (f->str[0] == '@') {
+			/* An artifact of the workspace (anneal add, an earlier
+			 * run): "@NAME", "@NAME@N", "@ALIAS" or "@DIGEST-PREFIX",
+			 * resolved and pinned when the run is recorded. */
+			if (!f->str[1] || strchr(f->str + 1, '/') || strlen(f->str) > 200) {
+				rc = stage_err(err, path,
+					       "must be '@NAME', '@NAME@N' or '@DIGEST', not '%s'",
+					       json_show(f->str, show, sizeof(show)));
+				break;
+			}
+			st->inputs[st->ninputs].role = xstrdup(f->key);
+			st->inputs[st->ninputs].ref = xstrdup(f->str + 1);
+			st->ninputs++;
+			continue;
+		}
 		dot = strchr(f->str, '.');
 		if (!dot || dot == f->str || !stage_name_valid(dot + 1)) {
-			rc = stage_err(err, path, "must be 'stage.output', not '%s'",
+			rc = stage_err(err, path, "must be 'stage.output' or '@ARTIFACT', not '%s'",
 				       json_show(f->str, show, sizeof(show)));
 			break;
 		}
@@ -150,12 +165,44 @@ static int get_outputs(const struct jnode *v, const char *where,
 		}
 		free(path);
 		path = stage_path(where, f->key);
-		rc = stage_want_type(f, J_STRING, path, err);
-		if (rc)
-			break;
-		if (artifact_type_parse(f->str, &t)) {
-			const char *dym = stage_suggest(f->str, type_names, 3);
-			json_show(f->str, show, sizeof(show));
+		/* "model": "checkpoint", or "model": {"type": "checkpoint",
+		 * "name": "student"} to version it under a name of its own. */
+		const struct jnode *tn = f, *nm = NULL;
+		if (f->type == J_OBJECT) {
+			static const char *const ofields[] = { "type", "name" };
+			rc = stage_check_fields(f, path, ofields, 2, err);
+			if (rc)
+				break;
+			tn = json_get(f, "type");
+			nm = json_get(f, "name");
+			if (!tn) {
+				rc = stage_err(err, path, "missing field 'type'");
+				break;
+			}
+			char *tpath = stage_path(path, "type");
+			rc = stage_want_type(tn, J_STRING, tpath, err);
+			free(tpath);
+			if (rc)
+				break;
+			if (nm) {
+				char *npath = stage_path(path, "name");
+				rc = stage_want_type(nm, J_STRING, npath, err);
+				if (!rc && !artifact_name_valid(nm->str))
+					rc = stage_err(err, npath,
+						       "invalid artifact name '%s' (1 to 128 letters, digits, '_', '-' or '.'; no '@' or '/')",
+						       json_show(nm->str, show, sizeof(show)));
+				free(npath);
+				if (rc)
+					break;
+			}
+		} else {
+			rc = stage_want_type(f, J_STRING, path, err);
+			if (rc)
+				break;
+		}
+		if (artifact_type_parse(tn->str, &t)) {
+			const char *dym = stage_suggest(tn->str, type_names, 3);
+			json_show(tn->str, show, sizeof(show));
 			if (dym)
 				rc = stage_err(err, path,
 					       "unknown artifact type '%s' (did you mean '%s'?)",
@@ -168,6 +215,8 @@ static int get_outputs(const struct jnode *v, const char *where,
 		}
 		st->outputs[st->noutputs].name = xstrdup(f->key);
 		st->outputs[st->noutputs].type = t;
+		st->outputs[st->noutputs].artifact = nm ? xstrdup(nm->str)
+			: xasprintf("%s.%s", st->stage ? st->stage : st->id, f->key);
 		st->noutputs++;
 	}
 	free(path);

@@ -255,6 +255,7 @@ static struct step *mk_steps(const char *const *desc, size_t n)
 			char *deps = xstrdup(colon + 1), *save = NULL;
 			for (char *t = strtok_r(deps, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
 				s[i].inputs = xrealloc(s[i].inputs, (s[i].ninputs + 1) * sizeof(*s[i].inputs));
+				memset(&s[i].inputs[s[i].ninputs], 0, sizeof(*s[i].inputs));
 				s[i].inputs[s[i].ninputs].role = xasprintf("in_%s", t);
 				s[i].inputs[s[i].ninputs].from_step = xstrdup(t);
 				s[i].inputs[s[i].ninputs].from_output = xstrdup("out");
@@ -333,7 +334,10 @@ static void test_sched__chain_runs_in_dependency_order(void **state)
 	int64_t run = new_run(fx, s, 3);
 	struct err e;
 
-	assert_int_equal(sched_run(fx->st, &fx->fake.base, fx->ws, run, &fx->so, &e), 0);
+	int rc = sched_run(fx->st, &fx->fake.base, fx->ws, run, &fx->so, &e);
+	if (rc)
+		print_error("%s\n", e.msg);
+	assert_int_equal(rc, 0);
 	assert_string_equal(fx->fake.order, "a,b,c,");
 	assert_int_equal(run_state_of(fx, run), RUN_SUCCEEDED);
 	for (size_t i = 0; i < 3; i++)
@@ -614,7 +618,7 @@ static void test_sched__retry_resumes_from_latest_checkpoint(void **state)
 	/* A checkpoint recorded by attempt 1 (as the events file would). */
 	ck = xasprintf("%s/ck-100", fx->dir);
 	assert_int_equal(fs_mkdir_p(ck, 0777, &e), 0);
-	assert_int_equal(state_checkpoint_add(fx->st, run, "a", 1, 100, ck, NULL, &e), 0);
+	assert_int_equal(state_checkpoint_add(fx->st, run, "a", 1, 100, ck, NULL, 0, &e), 0);
 	assert_int_equal(sched_run(fx->st, &fx->fake.base, fx->ws, run, &fx->so, &e), 0);
 	assert_int_equal(fx->fake.njobs, 2);
 	assert_string_equal(fx->fake.jobs[1].resume, ck);

@@ -1026,25 +1026,25 @@ static void test_state__checkpoint_latest(void **unused)
 	long long es = 0;
 	int64_t id = create_plan3(st, NULL);
 
-	assert_int_equal(state_checkpoint_latest(st, id, "train", &path, &es, &err),
+	assert_int_equal(state_checkpoint_latest(st, id, "train", &path, &es, NULL, &err),
 			 ERR_NOTFOUND);
 	assert_null(path);
 	assert_int_equal(state_checkpoint_add(st, id, "train", 1, 500, "/c/500",
-					      "d500", &err), 0);
+					      "d500", 0, &err), 0);
 	assert_int_equal(state_checkpoint_add(st, id, "train", 2, 1000, "/c/1000",
-					      NULL, &err), 0);
+					      NULL, 0, &err), 0);
 	/* Insertion order, not engine step, decides "latest". */
 	assert_int_equal(state_checkpoint_add(st, id, "train", 2, 900, "/c/900b",
-					      NULL, &err), 0);
-	assert_int_equal(state_checkpoint_add(st, id, "prep", 1, 7, "/p/7", NULL,
+					      NULL, 0, &err), 0);
+	assert_int_equal(state_checkpoint_add(st, id, "prep", 1, 7, "/p/7", NULL, 0,
 					      &err), 0);
-	assert_int_equal(state_checkpoint_latest(st, id, "train", &path, &es, &err), 0);
+	assert_int_equal(state_checkpoint_latest(st, id, "train", &path, &es, NULL, &err), 0);
 	assert_string_equal(path, "/c/900b");
 	assert_int_equal(es, 900);
 	free(path);
-	assert_int_equal(state_checkpoint_add(st, id, "train", 3, -1, "/c/x", NULL,
+	assert_int_equal(state_checkpoint_add(st, id, "train", 3, -1, "/c/x", NULL, 0,
 					      &err), 0);
-	assert_int_equal(state_checkpoint_latest(st, id, "train", &path, &es, &err), 0);
+	assert_int_equal(state_checkpoint_latest(st, id, "train", &path, &es, NULL, &err), 0);
 	assert_string_equal(path, "/c/x");
 	assert_int_equal(es, -1);
 	free(path);

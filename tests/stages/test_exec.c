@@ -204,11 +204,11 @@ static void test_exec__rejects_bad_inputs_and_outputs(void **state)
 	assert_string_equal(err_of("\"command\": [\"a\"], \"inputs\": {\"a-b\": \"p.d\"}"),
 			    W ".inputs: invalid role 'a-b' (use letters, digits and '_')");
 	assert_string_equal(err_of("\"command\": [\"a\"], \"inputs\": {\"d\": \"p\"}"),
-			    W ".inputs.d: must be 'stage.output', not 'p'");
+			    W ".inputs.d: must be 'stage.output' or '@ARTIFACT', not 'p'");
 	assert_string_equal(err_of("\"command\": [\"a\"], \"inputs\": {\"d\": \".x\"}"),
-			    W ".inputs.d: must be 'stage.output', not '.x'");
+			    W ".inputs.d: must be 'stage.output' or '@ARTIFACT', not '.x'");
 	assert_string_equal(err_of("\"command\": [\"a\"], \"inputs\": {\"d\": \"p.x.y\"}"),
-			    W ".inputs.d: must be 'stage.output', not 'p.x.y'");
+			    W ".inputs.d: must be 'stage.output' or '@ARTIFACT', not 'p.x.y'");
 	assert_string_equal(err_of("\"command\": [\"a\"], \"inputs\": {\"d\": 1}"),
 			    W ".inputs.d: must be a string, not number");
 	assert_string_equal(err_of("\"command\": [\"a\"], \"outputs\": {\"m.x\": \"checkpoint\"}"),
