@@ -30,6 +30,7 @@ int cmd_ls(struct cli *cli, int argc, char **argv);
 int cmd_show(struct cli *cli, int argc, char **argv);
 int cmd_tag(struct cli *cli, int argc, char **argv);
 int cmd_lineage(struct cli *cli, int argc, char **argv);
+int cmd_audit(struct cli *cli, int argc, char **argv);
 
 /* Prints "anneal: MSG" to stderr; returns the exit status for err. */
 int cli_fail(const struct err *err);

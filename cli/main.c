@@ -28,6 +28,7 @@ static const struct command {
 	{ "show", cmd_show, "show an artifact: manifest, parents, provenance, metrics" },
 	{ "tag", cmd_tag, "give an artifact an alias" },
 	{ "lineage", cmd_lineage, "show an artifact's ancestors or descendants" },
+	{ "audit", cmd_audit, "check every stored byte and lineage record" },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(*commands))
 
