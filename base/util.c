@@ -11,31 +11,43 @@
 #include "base/buf.h"
 #include "base/err.h"
 
+/* Optimal string alignment distance: insertions, deletions, substitutions
+ * and swaps of two adjacent characters (the commonest typo: "bsae") each
+ * cost one. Three rows suffice. */
 static size_t edit_distance(const char *a, const char *b)
 {
 	size_t la = strlen(a), lb = strlen(b);
-	size_t *row, best;
+	size_t *prev2, *prev, *cur, d;
 
 	if (la > 64 || lb > 64)
 		return SIZE_MAX;
-	row = xcalloc(lb + 1, sizeof(*row));
+	prev2 = xcalloc(lb + 1, sizeof(size_t));
+	prev = xcalloc(lb + 1, sizeof(size_t));
+	cur = xcalloc(lb + 1, sizeof(size_t));
 	for (size_t j = 0; j <= lb; j++)
-		row[j] = j;
+		prev[j] = j;
 	for (size_t i = 1; i <= la; i++) {
-		size_t diag = row[0];
-		row[0] = i;
+		cur[0] = i;
 		for (size_t j = 1; j <= lb; j++) {
-			size_t up = row[j];
-			size_t sub = diag + (a[i - 1] != b[j - 1]);
-			size_t del = row[j] + 1, ins = row[j - 1] + 1;
+			size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+			size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
 			size_t m = sub < del ? sub : del;
-			row[j] = m < ins ? m : ins;
-			diag = up;
+			m = m < ins ? m : ins;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+			    prev2[j - 2] + 1 < m)
+				m = prev2[j - 2] + 1;
+			cur[j] = m;
 		}
+		size_t *t = prev2;
+		prev2 = prev;
+		prev = cur;
+		cur = t;
 	}
-	best = row[lb];
-	free(row);
-	return best;
+	d = prev[lb];
+	free(prev2);
+	free(prev);
+	free(cur);
+	return d;
 }
 
 const char *did_you_mean(const char *word, const char *const *cands, size_t n)

@@ -551,6 +551,7 @@ static int register_tree(struct sched *s, struct node *n, enum artifact_kind kin
 	rc = store_ingest_tree(s->store, path, STORE_LINK, 0, &m, err);
 	if (rc)
 		goto done;
+	fault_point("ingested");
 	digest_hex(&m.digest, digest);
 	*bytes = m.bytes;
 	for (size_t i = 0; i < st->ninputs; i++) {
@@ -587,6 +588,8 @@ static int register_tree(struct sched *s, struct node *n, enum artifact_kind kin
 	a.parents = p;
 	a.nparents = np;
 	rc = catalog_register(s->st, &a, id, &version, &created, err);
+	if (!rc)
+		fault_point("registered");
 done:
 	manifest_free(&m);
 	free(dflt);

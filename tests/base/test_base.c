@@ -159,6 +159,8 @@ static void test_util__did_you_mean(void **state)
 	(void)state;
 	assert_string_equal(did_you_mean("teachr", c, 3), "teacher");
 	assert_string_equal(did_you_mean("dta", c, 3), "data");
+	assert_string_equal(did_you_mean("tecaher", c, 3), "teacher");   /* a swap is one edit */
+	assert_string_equal(did_you_mean("stduent", c, 3), "student");
 	assert_null(did_you_mean("zzzzzz", c, 3));
 }
 
