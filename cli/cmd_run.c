@@ -21,6 +21,7 @@
 #include "cli/cli.h"
 #include "artifacts/provenance.h"
 #include "pipeline/catalog.h"
+#include "pipeline/json.h"
 #include "pipeline/recipe.h"
 #include "pipeline/sched.h"
 #include "pipeline/state.h"
@@ -246,25 +247,62 @@ done:
 /* The git state of the repository holding the recipe, recorded with the
  * run (and so with every artifact it makes). --require-clean refuses a
  * dirty tree: results that cannot be traced to a commit. */
-static int collect_provenance(const char *recipe, int require_clean,
-			      struct provenance *p, struct buf *json, struct err *err)
+static int check_clean(const char *recipe, const char *what, const struct provenance *p,
+		       struct err *err)
 {
-	int rc = provenance_collect(recipe, p, err);
-
-	if (rc)
-		return err_prefix(err, "%s: provenance", recipe);
-	buf_init(json);
-	provenance_to_json(p, json);
-	if (require_clean && !p->found)
+	if (!p->found)
 		return err_set(err, ERR_INVALID,
-			       "%s: --require-clean: the recipe is in no git repository", recipe);
-	if (require_clean && p->dirty)
+			       "%s: --require-clean: the %s is in no git repository", recipe, what);
+	if (p->dirty)
 		return err_set(err, ERR_INVALID,
-			       "%s: --require-clean: '%s' has uncommitted changes (%llu modified, "
-			       "%llu untracked); commit them or run without --require-clean",
-			       recipe, p->workdir, (unsigned long long)p->modified,
+			       "%s: --require-clean: '%s' (the %s's repository) has uncommitted "
+			       "changes (%llu modified, %llu untracked); commit them or run "
+			       "without --require-clean",
+			       recipe, p->workdir, what, (unsigned long long)p->modified,
 			       (unsigned long long)p->untracked);
 	return 0;
+}
+
+/* The git state of the repository holding the recipe — and of the engine's
+ * when the recipe names one ("engine": {"repo": "PATH"}, relative to the
+ * recipe) — recorded with the run and so with every artifact it makes.
+ * --require-clean refuses dirty trees: results that no commit explains. */
+static int collect_provenance(const struct recipe *r, int require_clean,
+			      struct provenance *p, struct buf *json, struct err *err)
+{
+	const struct jnode *repo = r->engine && r->engine->type == J_OBJECT
+				   ? json_get(r->engine, "repo") : NULL;
+	struct provenance ep = { 0 };
+	char *engine_path = NULL;
+	int rc = provenance_collect(r->path, p, err);
+
+	if (rc)
+		return err_prefix(err, "%s: provenance", r->path);
+	buf_init(json);
+	buf_adds(json, "{\"recipe\":");
+	provenance_to_json(p, json);
+	if (repo && repo->type == J_STRING) {
+		const char *slash = strrchr(r->path, '/');
+		engine_path = repo->str[0] == '/' || !slash ? xstrdup(repo->str)
+			: xasprintf("%.*s/%s", (int)(slash - r->path), r->path, repo->str);
+		rc = provenance_collect(engine_path, &ep, err);
+		if (rc) {
+			err_prefix(err, "%s: engine.repo '%s'", r->path, repo->str);
+			goto done;
+		}
+		buf_adds(json, ",\"engine\":");
+		provenance_to_json(&ep, json);
+	}
+	buf_addc(json, '}');
+	if (require_clean) {
+		rc = check_clean(r->path, "recipe", p, err);
+		if (!rc && engine_path)
+			rc = check_clean(r->path, "engine", &ep, err);
+	}
+done:
+	provenance_clear(&ep);
+	free(engine_path);
+	return rc;
 }
 
 /* Pins every "@REF" input to the artifact it names now: the run's plan
@@ -352,7 +390,7 @@ int cmd_run(struct cli *cli, int argc, char **argv)
 	}
 	rc = check_fits(r->steps, r->nsteps, &ro.so, &err);
 	if (!rc)
-		rc = collect_provenance(r->path, ro.require_clean, &prov, &prov_json, &err);
+		rc = collect_provenance(r, ro.require_clean, &prov, &prov_json, &err);
 	if (!rc)
 		rc = state_open(ws->db_path, &st, &err);
 	if (!rc)
