@@ -410,35 +410,34 @@ done:
 	return rc;
 }
 
-/* Replaces the source path by a link to the existing object: a link under
- * a temporary name beside it, renamed over it. */
-static int relink_source(const char *obj, const char *src, struct err *err)
+/* Replaces the source file by a link to the existing object: a link under
+ * a temporary name beside it, renamed over it (both through the directory
+ * fd the scan reached without following symlinks). */
+static int relink_source(const char *obj, struct tree_file *f, struct err *err)
 {
-	char *dir = parent_of(src);
-	const char *base = strrchr(src, '/') ? strrchr(src, '/') + 1 : src;
-	char *tmp = xasprintf("%s/.%s.anneal-link.%ld.%08" PRIx64, dir, base,
+	char *tmp = xasprintf(".%s.anneal-link.%ld.%08" PRIx64, f->name,
 			      (long)getpid(), random64() & 0xffffffffu);
 	int rc = 0;
 
-	if (link(obj, tmp) < 0) {
+	if (linkat(AT_FDCWD, obj, f->dirfd, tmp, 0) < 0) {
 		if (errno == EXDEV || errno == EPERM || errno == EMLINK) {
 			/* The bytes are stored already; the source just
-			 * keeps its own copy. */
-			log_debug("store: '%s' keeps its own inode: %s", src, strerror(errno));
+			 * keeps its own copy. (No log here: this runs on a
+			 * worker thread and sinks need not be thread-safe.) */
 			goto done;
 		}
-		rc = err_sys(err, errno, "cannot link '%s' to '%s'", obj, tmp);
+		rc = err_sys(err, errno, "cannot link '%s' beside '%s'", obj, f->path);
 		goto done;
 	}
-	if (rename(tmp, src) < 0) {
-		rc = err_sys(err, errno, "cannot replace '%s' by a link to '%s'", src, obj);
-		unlink(tmp);
+	if (renameat(f->dirfd, tmp, f->dirfd, f->name) < 0) {
+		rc = err_sys(err, errno, "cannot replace '%s' by a link to '%s'", f->path, obj);
+		unlinkat(f->dirfd, tmp, 0);
 		goto done;
 	}
-	rc = fs_fsync_dir(dir, err);
+	if (fsync(f->dirfd) < 0 && errno != EINVAL)
+		rc = err_sys(err, errno, "cannot fsync the directory of '%s'", f->path);
 done:
 	free(tmp);
-	free(dir);
 	return rc;
 }
 
@@ -456,7 +455,7 @@ static int link_in(struct ingest *in, struct tree_file *f, struct err *err)
 				goto done; /* the source is that object already */
 			rc = check_existing(obj, &st, e->size, err);
 			if (!rc)
-				rc = relink_source(obj, f->path, err);
+				rc = relink_source(obj, f, err);
 			goto done;
 		}
 		if (errno != ENOENT) {
@@ -488,8 +487,8 @@ static int link_in(struct ingest *in, struct tree_file *f, struct err *err)
 		e_link = errno;
 		if (e_link == ENOENT && !fs_exists("/proc/self/fd")) {
 			/* No /proc: link by name (the hash checked the file
-			 * did not change; a rename meanwhile is the caller's). */
-			if (link(f->path, obj) == 0) {
+			 * did not change; a rename meanwhile is the step's). */
+			if (linkat(f->dirfd, f->name, AT_FDCWD, obj, 0) == 0) {
 				mark_dirty(in, slot);
 				goto done;
 			}
@@ -553,7 +552,7 @@ int store_ingest_tree(struct store *s, const char *src, enum store_mode mode,
 	rc = tree_scan(src, nthreads, &hooks, out, err);
 	if (rc)
 		goto done;
-	fault_point("store.ingest_synced");
+	fault_point("store.ingested");
 	for (int i = 0; i < 256; i++) {
 		char *dir;
 

@@ -20,7 +20,12 @@
  * manifest, not to the object (as in git): objects are always 0444.
  *
  * Thread safety: a struct store may be used by several threads at once;
- * several processes may use one store directory at once. */
+ * several processes may use one store directory at once.
+ *
+ * Fault points (base/fault.h): "store.ingested" (every object of an
+ * ingest in place, directories not yet fsynced, nothing returned to the
+ * caller to register) and "store.checkout_rename" (a checkout complete
+ * under its temporary name). */
 #ifndef ANNEAL_STORE_H
 #define ANNEAL_STORE_H
 
@@ -41,7 +46,11 @@ enum store_mode {
 	 * bytes exist once. Files on another filesystem (EXDEV), files anneal
 	 * cannot link or chmod (not the owner, protected_hardlinks) and
 	 * executable files (whose mode the shared inode would lose) are copied
-	 * as STORE_COPY does. */
+	 * as STORE_COPY does. A source file with other hard links outside the
+	 * tree shares its new read-only mode with them (one inode). Link mode
+	 * trusts the contract that an output is finished when reported: a
+	 * process still holding a source open for writing could change the
+	 * object afterwards (store_verify with deep finds it). */
 	STORE_LINK,
 	/* Copy each file into tmp/ while it is hashed (one read, one hash
 	 * per byte), fsync, and link it into objects/; the source is left as

@@ -144,6 +144,8 @@ struct scan {
 	const char *root;
 	int single;                      /* root is a file: entry path "." */
 	const struct tree_hooks *hooks;
+	int rootfd;                      /* the root dir (single: its parent) */
+	const char *single_name;         /* single: the file's name there */
 	struct manifest_entry *v;
 	size_t *order;                   /* indexes into v, largest file first */
 	size_t n;
@@ -161,22 +163,56 @@ static int same_file(const struct stat *a, const struct stat *b)
 	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
 }
 
+/* Opens the directory part of rel beneath rootfd, never following a
+ * symlink; *name gets the last component. The result is rootfd itself
+ * when rel has no '/' (do not close it then). */
+static int open_parent(int rootfd, const char *rel, const char **name)
+{
+	const char *c = rel, *slash;
+	int fd = rootfd;
+
+	while ((slash = strchr(c, '/')) != NULL) {
+		char *part = xstrndup(c, (size_t)(slash - c));
+		int next = openat(fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int e = errno;
+
+		free(part);
+		if (fd != rootfd)
+			close(fd);
+		if (next < 0) {
+			errno = e;
+			return -1;
+		}
+		fd = next;
+		c = slash + 1;
+	}
+	*name = c;
+	return fd;
+}
+
 static int hash_one(struct scan *sc, struct manifest_entry *e, uint8_t *chunk,
 		    struct sha256 *h, struct err *err)
 {
 	const struct tree_hooks *hk = sc->hooks;
-	struct tree_file f = { .entry = e, .fd = -1 };
+	struct tree_file f = { .entry = e, .fd = -1, .dirfd = -1 };
 	char *path = sc->single ? xstrdup(sc->root) : fs_join(sc->root, e->path);
 	struct stat before, after;
 	uint64_t total = 0;
 	int begun = 0, rc = 0;
 
 	f.path = path;
+	if (sc->single) {
+		f.dirfd = sc->rootfd;
+		f.name = sc->single_name;
+	} else {
+		f.dirfd = open_parent(sc->rootfd, e->path, &f.name);
+	}
 	/* O_NONBLOCK: if a FIFO was put in place of a walked file, opening it
 	 * must not hang; the type is checked right after. */
-	f.fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (f.dirfd >= 0)
+		f.fd = openat(f.dirfd, f.name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (f.fd < 0) {
-		rc = errno == ELOOP ?
+		rc = errno == ELOOP || errno == ENOTDIR ?
 		     err_set(err, ERR_INVALID, "'%s': a symbolic link is not allowed in an output", path) :
 		     err_sys(err, errno, "cannot read '%s'", path);
 		goto done;
@@ -253,6 +289,8 @@ done:
 	}
 	if (f.fd >= 0)
 		close(f.fd);
+	if (f.dirfd >= 0 && f.dirfd != sc->rootfd)
+		close(f.dirfd);
 	free(path);
 	return rc;
 }
@@ -369,18 +407,36 @@ int tree_scan(const char *path, int nthreads, const struct tree_hooks *hooks,
 
 	memset(out, 0, sizeof(*out));
 	memset(&sc, 0, sizeof(sc));
+	sc.rootfd = -1;
 	pthread_mutex_init(&sc.lock, NULL);
 	if (lstat(path, &st) < 0) {
 		rc = err_sys(err, errno, "cannot read output '%s'", path);
 		goto done;
 	}
 	if (S_ISREG(st.st_mode)) {
+		const char *slash = strrchr(path, '/');
+		char *dir = !slash ? xstrdup(".") : slash == path ? xstrdup("/") :
+			    xstrndup(path, (size_t)(slash - path));
+
 		walk_add(&w, xstrdup("."), (uint64_t)st.st_size, (st.st_mode & 0111) != 0);
 		sc.single = 1;
+		sc.single_name = slash ? slash + 1 : path;
+		sc.rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (sc.rootfd < 0)
+			rc = err_sys(err, errno, "cannot open '%s'", dir);
+		free(dir);
+		if (rc)
+			goto done;
 	} else if (S_ISDIR(st.st_mode)) {
 		int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0) {
 			rc = err_sys(err, errno, "cannot open '%s'", path);
+			goto done;
+		}
+		sc.rootfd = dup(fd);   /* the walk's copy is closed by closedir */
+		if (sc.rootfd < 0) {
+			rc = err_sys(err, errno, "cannot open '%s'", path);
+			close(fd);
 			goto done;
 		}
 		rc = walk_dir(&w, fd, "", err);
@@ -426,6 +482,8 @@ done:
 		free(w.v[i].path);
 	free(w.v);
 	free(sc.order);
+	if (sc.rootfd >= 0)
+		close(sc.rootfd);
 	buf_free(&m);
 	pthread_mutex_destroy(&sc.lock);
 	return rc;

@@ -69,8 +69,14 @@ int manifest_parse(const char *text, struct manifest *out, struct err *err);
  * of one file run in order on one thread. Any callback may fail (return a
  * negative err_code with err filled): the scan stops and returns it. */
 struct tree_file {
-	const char *path;              /* the path opened (root joined with entry) */
+	const char *path;              /* root joined with entry: for messages */
 	int fd;                        /* read-only, positioned by the scan */
+	/* The directory holding the file, reached from the root one component
+	 * at a time without following symlinks, and the file's name in it:
+	 * to act on the name (link, rename) without a path that a step could
+	 * redirect by swapping a directory for a symlink. */
+	int dirfd;
+	const char *name;
 	struct manifest_entry *entry;  /* path, size and exec set; digest at end */
 	uint64_t dev, ino;             /* of the opened file */
 	unsigned mode;                 /* its st_mode when opened */

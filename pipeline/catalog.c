@@ -968,3 +968,443 @@ void metrics_free(struct metric *m, size_t n)
 		free(m[i].name);
 	free(m);
 }
+
+/* ---- bundles (artifacts/bundle.c: anneal export / import) ------------------
+ *
+ * An import is one transaction: each item is reused (its lineage digest is
+ * here) or inserted with its recorded facts and edges, and then its lineage
+ * digest is recomputed by catalog_lineage_digest, the function audit uses,
+ * from what was just stored. The stored lineage_digest column holds the
+ * declared value, so that a child's recomputation builds on its parents'
+ * declared digests, each of which has been checked the same way. */
+
+static int import_prepare(struct state *st, const char *sql, sqlite3_stmt **s,
+			  struct err *err)
+{
+	int rc = sqlite3_prepare_v2(state_sqlite(st), sql, -1, s, NULL);
+
+	if (rc != SQLITE_OK) {
+		*s = NULL;
+		return state_sql_err(st, rc, err, "prepare '%.40s'", sql);
+	}
+	return 0;
+}
+
+static int import_one(struct state *st, const struct catalog_import_item *it,
+		      size_t i, int64_t *ids, int *createdp, sqlite3_stmt *find,
+		      sqlite3_stmt *ins, struct err *err)
+{
+	char lineage[DIGEST_HEX_LEN + 1];
+	sqlite3_stmt *s = NULL;
+	int64_t id = 0, ver = 0;
+	int ret, r;
+
+	*createdp = 0;
+	if (it->name && !*it->name)
+		return err_set(err, ERR_INVALID, "an empty artifact name");
+	if (!it->lineage || strlen(it->lineage) != DIGEST_HEX_LEN || !it->digest ||
+	    strlen(it->digest) != DIGEST_HEX_LEN || !it->manifest)
+		return err_set(err, ERR_INVALID,
+			       "an artifact needs a digest, a lineage digest and a manifest");
+	for (size_t k = 0; k < it->nparents; k++)
+		if (it->parents[k].item >= i || !it->parents[k].role)
+			return err_set(err, ERR_INVALID,
+				       "parent %zu does not come before its child", k);
+
+	sqlite3_reset(find);
+	sqlite3_clear_bindings(find);
+	btext(find, 1, it->lineage);
+	btext(find, 2, it->name);
+	r = one_int(st, find, &id, err, "look up lineage digest");
+	if (r < 0)
+		return r;
+	if (r == 1) {
+		/* Reused: only sound if this workspace's own record still holds. */
+		if ((ret = catalog_lineage_digest(st, id, lineage, err)))
+			return ret;
+		if (strcmp(lineage, it->lineage))
+			return err_set(err, ERR_INVALID,
+				       "artifact %lld here has lineage digest %.12s but its facts give"
+				       " %.12s (run 'anneal audit')", (long long)id, it->lineage,
+				       lineage);
+		ids[i] = id;
+		return 0;
+	}
+
+	if (it->name) {
+		if ((ret = prep(st, C_NEXT_VERSION, &s, err)))
+			return ret;
+		btext(s, 1, it->name);
+		r = one_int(st, s, &ver, err, "next version");
+		if (r < 0)
+			return r;
+	}
+	sqlite3_reset(ins);
+	sqlite3_clear_bindings(ins);
+	btext(ins, 1, artifact_kind_name(AK_IMPORTED));
+	btext(ins, 2, it->name);
+	if (it->name)
+		sqlite3_bind_int64(ins, 3, ver);
+	btext(ins, 4, artifact_type_name(it->type));
+	btext(ins, 5, it->digest);
+	btext(ins, 6, it->manifest);
+	sqlite3_bind_int64(ins, 7, (int64_t)it->bytes);
+	sqlite3_bind_int64(ins, 8, (int64_t)it->files);
+	btext(ins, 9, it->lineage);
+	btext(ins, 10, it->step);
+	if (it->attempt)
+		sqlite3_bind_int(ins, 11, it->attempt);
+	if (it->engine_step >= 0)
+		sqlite3_bind_int64(ins, 12, it->engine_step);
+	btext(ins, 13, it->step_key);
+	btext(ins, 14, it->recipe_digest);
+	btext(ins, 15, it->git_commit);
+	btext(ins, 16, it->git_dirty);
+	btext(ins, 17, it->origin);
+	sqlite3_bind_double(ins, 18, now_wall());
+	sqlite3_bind_int(ins, 19, it->pruned ? 1 : 0);
+	if ((ret = exec(st, ins, err, "insert imported artifact")))
+		return ret;
+	id = sqlite3_last_insert_rowid(state_sqlite(st));
+	for (size_t k = 0; k < it->nparents; k++) {
+		const struct catalog_import_parent *p = &it->parents[k];
+		if ((ret = prep(st, C_INSERT_EDGE, &s, err)))
+			return ret;
+		sqlite3_bind_int64(s, 1, id);
+		sqlite3_bind_int64(s, 2, ids[p->item]);
+		btext(s, 3, p->role);
+		if (p->has_weight)
+			sqlite3_bind_double(s, 4, p->weight);
+		if ((ret = exec(st, s, err, "insert lineage edge")))
+			return ret;
+	}
+	if ((ret = catalog_lineage_digest(st, id, lineage, err)))
+		return ret;
+	if (strcmp(lineage, it->lineage))
+		return err_set(err, ERR_INVALID,
+			       "lineage digest %s does not recompute from its facts and parents"
+			       " (they give %s)", it->lineage, lineage);
+	ids[i] = id;
+	*createdp = 1;
+	return 0;
+}
+
+int catalog_import(struct state *st, const struct catalog_import_item *items,
+		   size_t n, int commit, int64_t *ids, int *created, size_t *at,
+		   struct err *err)
+{
+	sqlite3_stmt *find = NULL, *ins = NULL;
+	size_t i = 0;
+	int ret, c = 0;
+
+	*at = n;
+	for (size_t k = 0; k < n; k++) {
+		ids[k] = 0;
+		if (created)
+			created[k] = 0;
+	}
+	if ((ret = state_tx_begin(st, 1, err)))
+		return ret;
+	ret = import_prepare(st,
+			     "SELECT id FROM artifacts WHERE lineage_digest = ?1"
+			     " AND (?2 IS NULL OR name = ?2) ORDER BY id LIMIT 1",
+			     &find, err);
+	if (!ret)
+		ret = import_prepare(st,
+				     "INSERT INTO artifacts (kind, name, version, type, digest,"
+				     " manifest, bytes, files, lineage_digest, step_id, attempt,"
+				     " engine_step, step_key, recipe_digest, git_commit, git_dirty,"
+				     " origin, created, pruned) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
+				     " ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+				     &ins, err);
+	for (i = 0; !ret && i < n; i++) {
+		ret = import_one(st, &items[i], i, ids, &c, find, ins, err);
+		if (created)
+			created[i] = c;
+		if (ret)
+			*at = i;
+	}
+	sqlite3_finalize(find);
+	sqlite3_finalize(ins);
+	if (ret || commit)
+		return state_tx_end(st, ret, err);
+	/* A dry run: everything held; undo it. */
+	state_tx_end(st, 1, NULL);
+	return 0;
+}
+
+/* ---- gc (artifacts/gc.c: anneal gc; bench/lineage) ------------------------
+ *
+ * The view gc decides on: each artifact's facts (latest of its name,
+ * tagged, its run's state, the runs that use it, resume points) and every
+ * lineage edge, read in one transaction. Statements are prepared per call:
+ * gc runs once per command. */
+
+void catalog_gc_view_free(struct catalog_gc_view *v)
+{
+	if (!v)
+		return;
+	for (size_t i = 0; i < v->n; i++)
+		free(v->items[i].manifest);
+	free(v->items);
+	free(v->edges);
+	memset(v, 0, sizeof(*v));
+}
+
+const struct catalog_gc_item *catalog_gc_find(const struct catalog_gc_view *v, int64_t id)
+{
+	size_t lo = 0, hi = v->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (v->items[mid].id == id)
+			return &v->items[mid];
+		if (v->items[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static int gc_prepare(struct state *st, const char *sql, sqlite3_stmt **s, struct err *err)
+{
+	int rc = sqlite3_prepare_v2(state_sqlite(st), sql, -1, s, NULL);
+
+	if (rc != SQLITE_OK) {
+		*s = NULL;
+		return state_sql_err(st, rc, err, "prepare '%.40s'", sql);
+	}
+	return 0;
+}
+
+static struct catalog_gc_item *gc_item_mut(struct catalog_gc_view *v, int64_t id)
+{
+	return (struct catalog_gc_item *)catalog_gc_find(v, id);
+}
+
+static int gc_run_state(sqlite3_stmt *s, int i)
+{
+	enum run_state rs;
+	const char *t = (const char *)sqlite3_column_text(s, i);
+
+	if (!t || run_state_parse(t, &rs))
+		return -1;
+	return (int)rs;
+}
+
+/* Loads the view; the caller holds a transaction. */
+static int gc_load(struct state *st, int64_t manifests_after, struct catalog_gc_view *v,
+		   struct err *err)
+{
+	static const char *const q_items =
+		"SELECT a.id, a.kind, a.digest, a.pruned,"
+		" a.name IS NOT NULL AND a.version ="
+		"  (SELECT max(b.version) FROM artifacts b WHERE b.name = a.name),"
+		" r.state, CASE WHEN a.id > ?1 THEN a.manifest END"
+		" FROM artifacts a LEFT JOIN runs r ON r.id = a.run_id ORDER BY a.id";
+	static const char *const q_aliases = "SELECT artifact FROM aliases";
+	static const char *const q_used =
+		"SELECT i.artifact, r.state FROM step_inputs i JOIN runs r ON r.id = i.run_id"
+		" WHERE i.artifact IS NOT NULL"
+		" UNION SELECT o.artifact, r.state FROM outputs o JOIN runs r ON r.id = o.run_id"
+		" WHERE o.artifact IS NOT NULL";
+	/* Latest by insertion order, as state_checkpoint_latest picks it. */
+	static const char *const q_resume =
+		"SELECT c.artifact FROM checkpoints c WHERE c.artifact IS NOT NULL"
+		" AND c.id IN (SELECT max(id) FROM checkpoints GROUP BY run_id, step_id)";
+	static const char *const q_edges = "SELECT child, parent FROM lineage";
+	sqlite3_stmt *s = NULL;
+	size_t cap = 0;
+	int rc, ret;
+
+	memset(v, 0, sizeof(*v));
+	if ((ret = gc_prepare(st, q_items, &s, err)))
+		goto done;
+	sqlite3_bind_int64(s, 1, manifests_after);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct catalog_gc_item *it;
+		enum artifact_kind k = AK_OUTPUT;
+		const char *t;
+
+		if (v->n == cap) {
+			cap = cap ? cap * 2 : 256;
+			v->items = xrealloc(v->items, cap * sizeof(*v->items));
+		}
+		it = &v->items[v->n++];
+		memset(it, 0, sizeof(*it));
+		it->id = sqlite3_column_int64(s, 0);
+		artifact_kind_parse((const char *)sqlite3_column_text(s, 1), &k);
+		it->kind = k;
+		t = (const char *)sqlite3_column_text(s, 2);
+		snprintf(it->digest, sizeof(it->digest), "%s", t ? t : "");
+		it->pruned = sqlite3_column_int(s, 3) != 0;
+		it->latest = sqlite3_column_int(s, 4) != 0;
+		it->run_state = gc_run_state(s, 5);
+		it->manifest = col(s, 6);
+		v->max_id = it->id;
+	}
+	if (rc != SQLITE_DONE) {
+		ret = state_sql_err(st, rc, err, "read artifacts");
+		goto done;
+	}
+	sqlite3_finalize(s);
+	if ((ret = gc_prepare(st, q_aliases, &s, err)))
+		goto done;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct catalog_gc_item *it = gc_item_mut(v, sqlite3_column_int64(s, 0));
+		if (it)
+			it->tagged = 1;
+	}
+	if (rc != SQLITE_DONE) {
+		ret = state_sql_err(st, rc, err, "read aliases");
+		goto done;
+	}
+	sqlite3_finalize(s);
+	if ((ret = gc_prepare(st, q_used, &s, err)))
+		goto done;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct catalog_gc_item *it = gc_item_mut(v, sqlite3_column_int64(s, 0));
+		int rs = gc_run_state(s, 1);
+		if (it && rs >= 0)
+			it->used_by |= 1u << rs;
+	}
+	if (rc != SQLITE_DONE) {
+		ret = state_sql_err(st, rc, err, "read the inputs of runs");
+		goto done;
+	}
+	sqlite3_finalize(s);
+	if ((ret = gc_prepare(st, q_resume, &s, err)))
+		goto done;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct catalog_gc_item *it = gc_item_mut(v, sqlite3_column_int64(s, 0));
+		if (it)
+			it->resume_point = 1;
+	}
+	if (rc != SQLITE_DONE) {
+		ret = state_sql_err(st, rc, err, "read checkpoints");
+		goto done;
+	}
+	sqlite3_finalize(s);
+	if ((ret = gc_prepare(st, q_edges, &s, err)))
+		goto done;
+	cap = 0;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (v->nedges == cap) {
+			cap = cap ? cap * 2 : 256;
+			v->edges = xrealloc(v->edges, cap * sizeof(*v->edges));
+		}
+		v->edges[v->nedges].child = sqlite3_column_int64(s, 0);
+		v->edges[v->nedges].parent = sqlite3_column_int64(s, 1);
+		v->nedges++;
+	}
+	if (rc != SQLITE_DONE)
+		ret = state_sql_err(st, rc, err, "read lineage");
+done:
+	sqlite3_finalize(s);
+	if (ret)
+		catalog_gc_view_free(v);
+	return ret;
+}
+
+int catalog_gc_snapshot(struct state *st, catalog_gc_fn during, void *ctx,
+			struct catalog_gc_view *out, struct err *err)
+{
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	if ((ret = state_tx_begin(st, 0, err)))
+		return ret;
+	ret = gc_load(st, -1, out, err);
+	if (!ret && during)
+		ret = during(ctx, out, err);
+	ret = state_tx_end(st, ret, err);
+	if (ret)
+		catalog_gc_view_free(out);
+	return ret;
+}
+
+int catalog_gc_prune(struct state *st, int64_t manifests_after, catalog_gc_pick_fn pick,
+		     void *ctx, size_t *marked, struct err *err)
+{
+	struct catalog_gc_view v = { 0 };
+	sqlite3_stmt *s = NULL;
+	int64_t *ids = NULL;
+	size_t n = 0;
+	int ret;
+
+	*marked = 0;
+	if ((ret = state_tx_begin(st, 1, err)))
+		return ret;
+	if ((ret = gc_load(st, manifests_after, &v, err)))
+		goto done;
+	if ((ret = pick(ctx, &v, &ids, &n, err)))
+		goto done;
+	if (!n)
+		goto done;
+	if ((ret = gc_prepare(st, "UPDATE artifacts SET pruned = 1 WHERE id = ?1 AND pruned = 0",
+			      &s, err)))
+		goto done;
+	for (size_t i = 0; i < n && !ret; i++) {
+		int rc;
+		sqlite3_reset(s);
+		sqlite3_bind_int64(s, 1, ids[i]);
+		rc = sqlite3_step(s);
+		if (rc != SQLITE_DONE)
+			ret = state_sql_err(st, rc, err, "mark artifact %lld pruned", (long long)ids[i]);
+		else
+			*marked += (size_t)sqlite3_changes(state_sqlite(st));
+	}
+done:
+	sqlite3_finalize(s);
+	free(ids);
+	catalog_gc_view_free(&v);
+	ret = state_tx_end(st, ret, err);
+	if (ret)
+		*marked = 0;
+	return ret;
+}
+
+int catalog_register_many(struct state *st, const struct artifact_new *items, size_t n,
+			  int64_t *ids, struct err *err)
+{
+	struct lineage_parent *p = NULL;
+	size_t cap = 0;
+	int ret;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct artifact_new *a = &items[i];
+		if (a->kind != AK_INTERMEDIATE && (!a->name || !*a->name))
+			return err_set(err, ERR_INVALID, "item %zu: an artifact needs a name", i);
+		if (!a->digest || strlen(a->digest) != DIGEST_HEX_LEN || !a->manifest)
+			return err_set(err, ERR_INVALID,
+				       "item %zu: an artifact needs a digest and a manifest", i);
+		for (size_t k = 0; k < a->nparents; k++)
+			if (a->parents[k].id < 0 && (size_t)-a->parents[k].id > i)
+				return err_set(err, ERR_INVALID,
+					       "item %zu: parent %lld is not an earlier item",
+					       i, (long long)a->parents[k].id);
+	}
+	if ((ret = state_tx_begin(st, 1, err)))
+		return ret;
+	for (size_t i = 0; i < n && !ret; i++) {
+		struct artifact_new a = items[i];
+		int version, created;
+
+		if (a.nparents > cap) {
+			cap = a.nparents;
+			p = xrealloc(p, cap * sizeof(*p));
+		}
+		for (size_t k = 0; k < a.nparents; k++) {
+			p[k] = a.parents[k];
+			if (p[k].id < 0)
+				p[k].id = ids[-p[k].id - 1];
+		}
+		a.parents = p;
+		ret = register_in_tx(st, &a, &ids[i], &version, &created, err);
+		if (ret)
+			err_prefix(err, "item %zu", i);
+	}
+	free(p);
+	return state_tx_end(st, ret, err);
+}

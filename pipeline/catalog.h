@@ -156,4 +156,117 @@ int catalog_metrics(struct state *st, int64_t run_id, const char *step,
 		    struct metric **out, size_t *n, struct err *err);
 void metrics_free(struct metric *m, size_t n);
 
+/* ---- bundles (artifacts/bundle.c: anneal export / import) ---------------- */
+
+/* A parent of an artifact being imported: an earlier item of its batch. */
+struct catalog_import_parent {
+	size_t item;             /* index in the batch, below the child's */
+	const char *role;
+	int has_weight;
+	double weight;
+};
+
+/* An artifact as another workspace recorded it (a bundle's record). */
+struct catalog_import_item {
+	const char *lineage;     /* its lineage digest there: must recompute here */
+	const char *name;        /* NULL: unnamed there (an intermediate) */
+	enum artifact_type type;
+	const char *digest;      /* hex SHA-256 of manifest */
+	const char *manifest;
+	uint64_t bytes, files;
+	/* The producer as recorded there (NULL / 0 / -1 when none). Run ids
+	 * are local to a workspace: an imported artifact has none. */
+	const char *step;
+	int attempt;
+	long long engine_step;
+	const char *step_key, *recipe_digest, *git_commit, *git_dirty, *origin;
+	int pruned;              /* 1: its bytes are not in the store */
+	const struct catalog_import_parent *parents;
+	size_t nparents;
+};
+
+/* Registers n artifacts from another workspace in ONE transaction, in
+ * order (parents before children). An item whose lineage digest is
+ * already here (under the same name; any artifact for an unnamed item) is
+ * reused: ids[i] is that artifact, created[i] 0 (its own lineage digest
+ * must still recompute). Every other item becomes an AK_IMPORTED artifact,
+ * the next version of its name, with its recorded facts and parents; the
+ * lineage digest the catalog computes for it must equal item.lineage.
+ * Any difference: ERR_INVALID ("lineage digest X does not recompute ...";
+ * *at gets the item's index, n otherwise) and nothing is registered. With
+ * commit 0 everything is checked, then rolled back (a dry run: ids are
+ * meaningless afterwards). created may be NULL. */
+int catalog_import(struct state *st, const struct catalog_import_item *items,
+		   size_t n, int commit, int64_t *ids, int *created, size_t *at,
+		   struct err *err);
+
+/* ---- gc (artifacts/gc.c: anneal gc; bench/lineage) ------------------------ */
+
+/* What garbage collection needs to know of one artifact to decide whether
+ * its bytes stay: the facts, raw; the policy is artifacts/gc.c's. */
+struct catalog_gc_item {
+	int64_t id;
+	enum artifact_kind kind;
+	char digest[DIGEST_HEX_LEN + 1];
+	int pruned;              /* its bytes were let go */
+	int latest;              /* the latest version of its name */
+	int tagged;              /* an alias names it */
+	int run_state;           /* its producing run's enum run_state
+				  * (pipeline/state.h); -1: no run made it */
+	unsigned used_by;        /* bit (1u << enum run_state) for each run
+				  * that takes it as an input or records it
+				  * as a step's output (a cached step) */
+	int resume_point;        /* the latest checkpoint of its step in its run */
+	char *manifest;          /* NULL unless loaded (see below) */
+};
+
+struct catalog_gc_edge {
+	int64_t child, parent;
+};
+
+/* The catalog as gc sees it, at one instant. */
+struct catalog_gc_view {
+	struct catalog_gc_item *items;   /* ascending id */
+	size_t n;
+	struct catalog_gc_edge *edges;   /* every lineage edge, no order */
+	size_t nedges;
+	int64_t max_id;                  /* the highest artifact id (0: none) */
+};
+void catalog_gc_view_free(struct catalog_gc_view *v);   /* NULL-safe; zeroes */
+/* The item with this id, or NULL (a binary search: borrowed from v). */
+const struct catalog_gc_item *catalog_gc_find(const struct catalog_gc_view *v,
+					      int64_t id);
+
+/* Loads the view (every manifest included) in ONE read transaction and,
+ * still inside it, calls during(ctx, view, err) (may be NULL): gc lists
+ * the store there, so that the catalog and the objects are one snapshot.
+ * A non-zero return from during is returned as is. *out is the caller's,
+ * zeroed on failure. */
+typedef int (*catalog_gc_fn)(void *ctx, const struct catalog_gc_view *v,
+			     struct err *err);
+int catalog_gc_snapshot(struct state *st, catalog_gc_fn during, void *ctx,
+			struct catalog_gc_view *out, struct err *err);
+
+/* In ONE write transaction (BEGIN IMMEDIATE): loads the view afresh (the
+ * manifests only of artifacts with id > manifests_after: those registered
+ * since a snapshot), asks pick which artifacts to mark pruned (*ids is
+ * malloc'd by pick, freed here; ids that are already pruned or unknown are
+ * skipped), marks them, commits. So a decision is taken on the facts of
+ * the instant it is written: a tag or a run that appeared since the
+ * snapshot is seen. *marked: the rows that changed. Nothing is deleted:
+ * lineage records stay. */
+typedef int (*catalog_gc_pick_fn)(void *ctx, const struct catalog_gc_view *now,
+				  int64_t **ids, size_t *n, struct err *err);
+int catalog_gc_prune(struct state *st, int64_t manifests_after,
+		     catalog_gc_pick_fn pick, void *ctx, size_t *marked,
+		     struct err *err);
+
+/* Registers n artifacts in ONE transaction, as catalog_register does each
+ * (same versions, deduplication and lineage digests): for histories
+ * registered in bulk (bench/lineage builds 1,000,000). A parent id < 0
+ * names an earlier item of the batch: -1 is items[0], -2 items[1]...
+ * ids[i] gets each artifact's id. All or nothing. */
+int catalog_register_many(struct state *st, const struct artifact_new *items,
+			  size_t n, int64_t *ids, struct err *err);
+
 #endif

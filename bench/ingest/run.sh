@@ -22,7 +22,7 @@
 # /proc/sys/vm/drop_caches; falls back to warm, and says so, when refused).
 #
 # usage: sh bench/ingest/run.sh        (from anywhere; builds what it needs)
-# env:   BENCH_INGEST_GB (4)  BENCH_INGEST_SHARDS (8)  BENCH_REPS (3: best of,
+# env:   BENCH_INGEST_GB (4)  BENCH_INGEST_SHARDS (8)  BENCH_REPS (5: best of,
 #        for openssl and anneal; sha256sum runs once, it is slow)
 #        BENCH_INGEST_CACHE (warm|cold)  TMPDIR (where the checkpoint and the
 #        store go)
@@ -35,7 +35,7 @@ root=$(cd "$here/../.." && pwd)
 
 GB=${BENCH_INGEST_GB:-4}
 SHARDS=${BENCH_INGEST_SHARDS:-8}
-REPS=${BENCH_REPS:-3}
+REPS=${BENCH_REPS:-5}
 CACHE=${BENCH_INGEST_CACHE:-warm}
 case $GB in ''|*[!0-9]*|0) echo "bench/ingest: BENCH_INGEST_GB must be a positive integer, not '$GB'" >&2; exit 2;; esac
 case $SHARDS in ''|*[!0-9]*|0) echo "bench/ingest: BENCH_INGEST_SHARDS must be a positive integer, not '$SHARDS'" >&2; exit 2;; esac

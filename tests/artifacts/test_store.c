@@ -203,6 +203,12 @@ static void test_store__dedup_across_trees(void **state)
 	put(b, "x/shared.bin", "the same bytes in two outputs", 0644);
 	put(b, "only-b", "b", 0644);
 	assert_true(st_of(a, "shared.bin").st_ino != st_of(b, "x/shared.bin").st_ino);
+	{	/* two names of one inode inside a tree */
+		char *p1 = fs_join(a, "shared.bin"), *p2 = fs_join(a, "again.bin");
+		assert_int_equal(link(p1, p2), 0);
+		free(p1);
+		free(p2);
+	}
 	assert_int_equal(store_ingest_tree(f->s, a, STORE_LINK, 0, &ma, &e), 0);
 	assert_int_equal(store_ingest_tree(f->s, b, STORE_LINK, 0, &mb, &e), 0);
 	assert_int_equal(count(f->s, 0).objects, 3);
@@ -210,7 +216,8 @@ static void test_store__dedup_across_trees(void **state)
 	sb = st_of(b, "x/shared.bin");
 	assert_int_equal(sa.st_ino, sb.st_ino);
 	assert_int_equal(sa.st_ino, st_obj(f->s, &entry(&ma, "shared.bin")->digest).st_ino);
-	assert_int_equal(sa.st_nlink, 3);
+	assert_int_equal(sa.st_nlink, 4);
+	assert_int_equal(st_of(a, "again.bin").st_ino, sa.st_ino);
 	/* No link temp left beside the replaced file. */
 	{
 		char *x = fs_join(b, "x");
@@ -228,6 +235,28 @@ static void test_store__dedup_across_trees(void **state)
 	manifest_free(&mb);
 	free(a);
 	free(b);
+}
+
+static void test_store__single_files_dedup(void **state)
+{
+	struct fx *f = *state;
+	char *one = fs_join(f->dir, "one.bin"), *two = fs_join(f->dir, "two.bin");
+	struct manifest m1, m2;
+	struct err e;
+
+	assert_int_equal(fs_write_atomic(one, "same", 4, 0644, &e), 0);
+	assert_int_equal(fs_write_atomic(two, "same", 4, 0644, &e), 0);
+	assert_int_equal(store_ingest_tree(f->s, one, STORE_LINK, 0, &m1, &e), 0);
+	assert_int_equal(store_ingest_tree(f->s, two, STORE_LINK, 0, &m2, &e), 0);
+	assert_string_equal(m1.v[0].path, ".");
+	assert_memory_equal(m1.digest.b, m2.digest.b, DIGEST_LEN);
+	assert_int_equal(st_of(one, NULL).st_ino, st_of(two, NULL).st_ino);
+	assert_int_equal(st_of(one, NULL).st_nlink, 3);
+	assert_int_equal(count(f->s, 0).objects, 1);
+	manifest_free(&m1);
+	manifest_free(&m2);
+	free(one);
+	free(two);
 }
 
 /* ---- copy mode ------------------------------------------------------------------ */
@@ -670,6 +699,7 @@ int main(void)
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 		T(test_store__link_keeps_inode_and_makes_it_readonly),
 		T(test_store__dedup_across_trees),
+		T(test_store__single_files_dedup),
 		T(test_store__copy_mode_leaves_source_alone),
 		T(test_store__link_falls_back_to_copy_across_filesystems),
 		T(test_store__executable_is_copied_and_keeps_its_mode),

@@ -407,6 +407,36 @@ static void test_tree__manifest_parse_rejects(void **state)
 #undef H
 }
 
+/* A step swaps a directory for a symlink after the walk: the scan must not
+ * follow it out of the tree. */
+static int swap_dir(void *ctx, struct tree_file *f, struct err *err)
+{
+	const char *root = ctx;
+	char *sub = fs_join(root, "sub"), *moved = fs_join(root, "moved");
+	if (!strcmp(f->entry->path, "big")) {
+		assert_int_equal(rename(sub, moved), 0);
+		assert_int_equal(symlink("/etc", sub), 0);
+	}
+	free(sub);
+	free(moved);
+	return 0;
+}
+
+static void test_tree__no_symlink_followed_after_the_walk(void **state)
+{
+	char *d = mktree(), *big = fs_join(d, "big");
+	struct tree_hooks hk = { d, swap_dir, NULL, NULL };
+	struct manifest m;
+	struct err e;
+	(void)state;
+	assert_int_equal(fs_write_atomic(big, "a bigger file than the others", 29, 0644, &e), 0);
+	assert_int_equal(tree_scan(d, 1, &hk, &m, &e), ERR_INVALID);
+	assert_non_null(strstr(e.msg, "sub/b.bin': a symbolic link is not allowed"));
+	free(big);
+	fs_remove_tree(d, &e);
+	free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -422,6 +452,7 @@ int main(void)
 		cmocka_unit_test(test_tree__file_changing_while_hashed),
 		cmocka_unit_test(test_tree__manifest_parse_round_trip),
 		cmocka_unit_test(test_tree__manifest_parse_rejects),
+		cmocka_unit_test(test_tree__no_symlink_followed_after_the_walk),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
