@@ -109,8 +109,11 @@ test: deps
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory e2e
 
+# Benchmarks against peers, as ratios measured in one run (not tests).
 bench: all
 	sh bench/dag/run.sh
+	sh bench/ingest/run.sh
+	sh bench/lineage/run.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/libexec/anneal

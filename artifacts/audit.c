@@ -180,8 +180,9 @@ static int on_row(void *vctx, int64_t id, const char *what)
 		finding(c, &a, "%s", what);
 		artifact_info_clear(&a);
 	} else {
-		char ref[32];
-		snprintf(ref, sizeof(ref), id ? "(artifact %lld)" : "", (long long)id);
+		char ref[32] = "";
+		if (id)
+			snprintf(ref, sizeof(ref), "(artifact %lld)", (long long)id);
 		add_item(&c->r->findings, &c->r->nfindings, id, ref, what);
 	}
 	return 0;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "artifacts/store.h"
 #include "base/buf.h"
@@ -38,7 +39,7 @@ int cmd_add(struct cli *cli, int argc, char **argv)
 	char *abs = NULL, *root = NULL;
 	char digest[DIGEST_HEX_LEN + 1];
 	struct err err;
-	int c, rc = 0, copy = 0, version = 0, created = 0;
+	int c, rc = 0, copy = 0, version = 0, created = 0, gc_fd = -1;
 	int64_t id = 0;
 
 	err_clear(&err);
@@ -88,6 +89,8 @@ int cmd_add(struct cli *cli, int argc, char **argv)
 		rc = store_open(&store, root, &err);
 	}
 	if (!rc)
+		rc = workspace_gc_lock(ws, 0, &gc_fd, &err);
+	if (!rc)
 		rc = store_ingest_tree(store, abs, copy ? STORE_COPY : STORE_LINK, 0, &m, &err);
 	if (!rc) {
 		struct artifact_new a = {
@@ -110,6 +113,8 @@ int cmd_add(struct cli *cli, int argc, char **argv)
 		printf("%s@%d already has this content (digest %.12s); nothing added\n", name,
 		       version, digest);
 done:
+	if (gc_fd >= 0)
+		close(gc_fd);
 	manifest_free(&m);
 	store_free(store);
 	free(root);

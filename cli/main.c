@@ -28,6 +28,9 @@ static const struct command {
 	{ "show", cmd_show, "show an artifact: manifest, parents, provenance, metrics" },
 	{ "tag", cmd_tag, "give an artifact an alias" },
 	{ "lineage", cmd_lineage, "show an artifact's ancestors or descendants" },
+	{ "gc", cmd_gc, "remove stored objects that no artifact needs" },
+	{ "export", cmd_export, "write an artifact and its lineage to a tar.zst bundle" },
+	{ "import", cmd_import, "verify and import a bundle written by export" },
 	{ "audit", cmd_audit, "check every stored byte and lineage record" },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(*commands))

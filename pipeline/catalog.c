@@ -70,8 +70,8 @@ enum cq {
 	C_LIST_ALL,
 	C_NAME_EXISTS,
 	C_TAG,
-	C_ANCESTORS,
-	C_DESCENDANTS,
+	C_PARENTS_OF,
+	C_CHILDREN_OF,
 	C_PARENTS,
 	C_FACTS,
 	C_EACH,
@@ -124,24 +124,10 @@ static const char *const c_sql[C__COUNT] = {
 		" ORDER BY a.name IS NULL, a.name, a.version, a.id",
 	[C_NAME_EXISTS] = "SELECT 1 FROM artifacts WHERE name = ?1 LIMIT 1",
 	[C_TAG] = "INSERT OR REPLACE INTO aliases (alias, artifact, created) VALUES (?1, ?2, ?3)",
-	[C_ANCESTORS] =
-		"WITH RECURSIVE walk(child, parent, role, weight, depth) AS ("
-		"  SELECT child, parent, role, weight, 1 FROM lineage WHERE child = ?1"
-		"  UNION"
-		"  SELECT l.child, l.parent, l.role, l.weight, w.depth + 1"
-		"  FROM lineage l JOIN walk w ON l.child = w.parent"
-		"  WHERE ?2 = 0 OR w.depth < ?2)"
-		" SELECT child, parent, role, weight, min(depth) FROM walk"
-		" GROUP BY child, parent, role ORDER BY min(depth), child, role, parent",
-	[C_DESCENDANTS] =
-		"WITH RECURSIVE walk(child, parent, role, weight, depth) AS ("
-		"  SELECT child, parent, role, weight, 1 FROM lineage WHERE parent = ?1"
-		"  UNION"
-		"  SELECT l.child, l.parent, l.role, l.weight, w.depth + 1"
-		"  FROM lineage l JOIN walk w ON l.parent = w.child"
-		"  WHERE ?2 = 0 OR w.depth < ?2)"
-		" SELECT child, parent, role, weight, min(depth) FROM walk"
-		" GROUP BY child, parent, role ORDER BY min(depth), parent, role, child",
+	[C_PARENTS_OF] =
+		"SELECT parent, role, weight FROM lineage WHERE child = ?1 ORDER BY role, parent",
+	[C_CHILDREN_OF] =
+		"SELECT child, role, weight FROM lineage WHERE parent = ?1 ORDER BY role, child",
 	[C_PARENTS] =
 		"SELECT l.role, l.weight, p.lineage_digest FROM lineage l"
 		" JOIN artifacts p ON p.id = l.parent WHERE l.child = ?1",
@@ -278,7 +264,8 @@ static void lineage_text(struct buf *b, const char *digest, const char *type,
 	put(b, "commit", commit);
 	put(b, "dirty", dirty);
 	put(b, "origin", origin);
-	qsort(p, np, sizeof(*p), cmp_pline);
+	if (np > 1)   /* p is NULL for a root: qsort(NULL, 0) is undefined */
+		qsort(p, np, sizeof(*p), cmp_pline);
 	for (size_t i = 0; i < np; i++) {
 		char w[64] = "-";
 		if (p[i].has_weight)
@@ -826,40 +813,108 @@ void lineage_edge_clear(struct lineage_edge *e)
 	memset(e, 0, sizeof(*e));
 }
 
+/* A set of artifact ids (open addressing; 0 is never an id). */
+struct idset {
+	int64_t *v;
+	size_t cap, n;
+};
+
+static int idset_add(struct idset *s, int64_t id)
+{
+	size_t i;
+
+	if ((s->n + 1) * 2 > s->cap) {
+		struct idset t = { xcalloc(s->cap ? s->cap * 2 : 64, sizeof(int64_t)),
+				   s->cap ? s->cap * 2 : 64, 0 };
+		for (size_t k = 0; k < s->cap; k++)
+			if (s->v[k])
+				idset_add(&t, s->v[k]);
+		free(s->v);
+		*s = t;
+	}
+	i = (size_t)((uint64_t)id * 0x9E3779B97F4A7C15ull) & (s->cap - 1);
+	while (s->v[i]) {
+		if (s->v[i] == id)
+			return 0;
+		i = (i + 1) & (s->cap - 1);
+	}
+	s->v[i] = id;
+	s->n++;
+	return 1;
+}
+
+/* Breadth first, one indexed lookup per node, each node expanded once: the
+ * cost follows the answer, however many paths merges make through it (a
+ * recursive CTE with UNION revisits an edge once per path length). */
 int catalog_lineage(struct state *st, int64_t id, int descendants, int max_depth,
 		    struct lineage_edge **out, size_t *n, struct err *err)
 {
 	sqlite3_stmt *s = NULL;
 	struct lineage_edge *v = NULL;
-	size_t cap = 0;
-	int rc, ret;
+	struct idset seen = { 0 };
+	int64_t *frontier = NULL, *next = NULL;
+	size_t cap = 0, nf = 0, nn = 0, capf = 0, capn = 0;
+	int rc = SQLITE_OK, ret, depth = 0;
 
 	*out = NULL;
 	*n = 0;
-	if ((ret = prep(st, descendants ? C_DESCENDANTS : C_ANCESTORS, &s, err)))
+	ret = state_tx_begin(st, 0, err);    /* one consistent snapshot */
+	if (ret)
 		return ret;
-	sqlite3_bind_int64(s, 1, id);
-	sqlite3_bind_int(s, 2, max_depth > 0 ? max_depth : 0);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (*n == cap) {
-			cap = cap ? cap * 2 : 16;
-			v = xrealloc(v, cap * sizeof(*v));
+	idset_add(&seen, id);
+	frontier = xcalloc(1, sizeof(*frontier));
+	frontier[nf++] = id;
+	capf = 1;
+	while (nf && (max_depth <= 0 || depth < max_depth) && !ret) {
+		depth++;
+		nn = 0;
+		for (size_t f = 0; f < nf && !ret; f++) {
+			if ((ret = prep(st, descendants ? C_CHILDREN_OF : C_PARENTS_OF, &s, err)))
+				break;
+			sqlite3_bind_int64(s, 1, frontier[f]);
+			while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+				int64_t other = sqlite3_column_int64(s, 0);
+				if (*n == cap) {
+					cap = cap ? cap * 2 : 16;
+					v = xrealloc(v, cap * sizeof(*v));
+				}
+				struct lineage_edge *e = &v[(*n)++];
+				e->child = descendants ? other : frontier[f];
+				e->parent = descendants ? frontier[f] : other;
+				e->role = col(s, 1);
+				e->has_weight = sqlite3_column_type(s, 2) != SQLITE_NULL;
+				e->weight = sqlite3_column_double(s, 2);
+				e->depth = depth;
+				if (idset_add(&seen, other)) {
+					if (nn == capn) {
+						capn = capn ? capn * 2 : 16;
+						next = xrealloc(next, capn * sizeof(*next));
+					}
+					next[nn++] = other;
+				}
+			}
+			done_stmt(s);
+			if (rc != SQLITE_DONE)
+				ret = state_sql_err(st, rc, err, "walk lineage");
 		}
-		struct lineage_edge *e = &v[(*n)++];
-		e->child = sqlite3_column_int64(s, 0);
-		e->parent = sqlite3_column_int64(s, 1);
-		e->role = col(s, 2);
-		e->has_weight = sqlite3_column_type(s, 3) != SQLITE_NULL;
-		e->weight = sqlite3_column_double(s, 3);
-		e->depth = sqlite3_column_int(s, 4);
+		int64_t *t = frontier;
+		size_t tc = capf;
+		frontier = next;
+		capf = capn;
+		nf = nn;
+		next = t;
+		capn = tc;
 	}
-	done_stmt(s);
-	if (rc != SQLITE_DONE) {
+	ret = state_tx_end(st, ret, err);
+	free(frontier);
+	free(next);
+	free(seen.v);
+	if (ret) {
 		for (size_t i = 0; i < *n; i++)
 			lineage_edge_clear(&v[i]);
 		free(v);
 		*n = 0;
-		return state_sql_err(st, rc, err, "walk lineage");
+		return ret;
 	}
 	*out = v;
 	return 0;
@@ -1214,6 +1269,7 @@ static int gc_load(struct state *st, int64_t manifests_after, struct catalog_gc_
 		"SELECT c.artifact FROM checkpoints c WHERE c.artifact IS NOT NULL"
 		" AND c.id IN (SELECT max(id) FROM checkpoints GROUP BY run_id, step_id)";
 	static const char *const q_edges = "SELECT child, parent FROM lineage";
+	static const char *const q_busy = "SELECT min(started) FROM attempts WHERE state = ?1";
 	sqlite3_stmt *s = NULL;
 	size_t cap = 0;
 	int rc, ret;
@@ -1298,8 +1354,19 @@ static int gc_load(struct state *st, int64_t manifests_after, struct catalog_gc_
 		v->edges[v->nedges].parent = sqlite3_column_int64(s, 1);
 		v->nedges++;
 	}
-	if (rc != SQLITE_DONE)
+	if (rc != SQLITE_DONE) {
 		ret = state_sql_err(st, rc, err, "read lineage");
+		goto done;
+	}
+	sqlite3_finalize(s);
+	if ((ret = gc_prepare(st, q_busy, &s, err)))
+		goto done;
+	btext(s, 1, attempt_state_name(ATT_RUNNING));
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		v->busy_since = sqlite3_column_double(s, 0);
+	else
+		ret = state_sql_err(st, rc, err, "read running attempts");
 done:
 	sqlite3_finalize(s);
 	if (ret)

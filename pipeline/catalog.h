@@ -231,6 +231,11 @@ struct catalog_gc_view {
 	struct catalog_gc_edge *edges;   /* every lineage edge, no order */
 	size_t nedges;
 	int64_t max_id;                  /* the highest artifact id (0: none) */
+	/* When the earliest attempt still recorded running started (wall
+	 * clock; 0: none). A run registers what it stores (a checkpoint, an
+	 * output) before its attempt ends, so an object stored but not yet
+	 * registered is younger than this. */
+	double busy_since;
 };
 void catalog_gc_view_free(struct catalog_gc_view *v);   /* NULL-safe; zeroes */
 /* The item with this id, or NULL (a binary search: borrowed from v). */

@@ -546,8 +546,11 @@ static int register_tree(struct sched *s, struct node *n, enum artifact_kind kin
 	struct artifact_new a = { 0 };
 	char *dflt = NULL;
 	size_t np = 0;
-	int version, created, rc;
+	int version, created, rc, gc_fd = -1;
 
+	rc = workspace_gc_lock(s->ws, 0, &gc_fd, err);
+	if (rc)
+		goto done;
 	rc = store_ingest_tree(s->store, path, STORE_LINK, 0, &m, err);
 	if (rc)
 		goto done;
@@ -591,6 +594,8 @@ static int register_tree(struct sched *s, struct node *n, enum artifact_kind kin
 	if (!rc)
 		fault_point("registered");
 done:
+	if (gc_fd >= 0)
+		close(gc_fd);
 	manifest_free(&m);
 	free(dflt);
 	free(p);

@@ -215,6 +215,31 @@ done:
 	return rc;
 }
 
+int workspace_gc_lock(const struct workspace *ws, int exclusive, int *fdp,
+		      struct err *err)
+{
+	char *path = fs_join(ws->dir, "gc.lock");
+	int fd, rc = 0;
+
+	*fdp = -1;
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = err_sys(err, errno, "cannot open '%s'", path);
+		goto done;
+	}
+	while (ofd_lock(fd, F_OFD_SETLKW, exclusive ? F_WRLCK : F_RDLCK) < 0) {
+		if (errno == EINTR)
+			continue;
+		rc = err_sys(err, errno, "cannot lock '%s'", path);
+		close(fd);
+		goto done;
+	}
+	*fdp = fd;
+done:
+	free(path);
+	return rc;
+}
+
 int workspace_run_locked(const struct workspace *ws, int64_t run)
 {
 	char *dir = workspace_run_dir(ws, run), *path = fs_join(dir, "lock");

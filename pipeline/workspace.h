@@ -41,6 +41,14 @@ char *workspace_step_dir(const struct workspace *ws, int64_t run, const char *st
  * *fd stays open (O_CLOEXEC) for as long as the lock is needed. */
 int workspace_lock_run(const struct workspace *ws, int64_t run, int *fd,
 		       struct err *err);
+/* The store's gc lock (.anneal/gc.lock): writers that put objects into
+ * the store and then register them (a step's outputs, anneal add, an
+ * import) hold it shared from storing to registering; gc holds it
+ * exclusively, so that it never removes an object between the two. Waits
+ * for the lock. *fd is to be closed to release it. */
+int workspace_gc_lock(const struct workspace *ws, int exclusive, int *fd,
+		      struct err *err);
+
 /* 1 when some process holds the run's driver lock, 0 if not. */
 int workspace_run_locked(const struct workspace *ws, int64_t run);
 
