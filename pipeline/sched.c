@@ -837,8 +837,22 @@ static int start_step(struct sched *s, struct node *n, struct err *err)
 		goto done;
 	}
 	fault_point("submitted");
-	rc = state_attempt_set_handle(s->st, s->run, st->id, n->attempt,
-				      n->handle.id, err);
+	{
+		char host[256] = "";
+		struct buf aj = BUF_INIT;
+		buf_init(&aj);
+		buf_addc(&aj, '[');
+		for (size_t i = 0; i < argv.n; i++) {
+			if (i)
+				buf_addc(&aj, ',');
+			buf_add_json_str(&aj, argv.v[i]);
+		}
+		buf_addc(&aj, ']');
+		gethostname(host, sizeof(host) - 1);
+		rc = state_attempt_set_launch(s->st, s->run, st->id, n->attempt,
+					      n->handle.id, host, buf_str(&aj), err);
+		buf_free(&aj);
+	}
 	if (rc)
 		goto done;
 	fault_point("handle-recorded");

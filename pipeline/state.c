@@ -269,6 +269,8 @@ static const char *const migrations[] = {
 	"ALTER TABLE outputs ADD COLUMN artifact INTEGER REFERENCES artifacts(id);"
 	"ALTER TABLE step_outputs_decl ADD COLUMN artifact_name TEXT;"
 	"ALTER TABLE checkpoints ADD COLUMN artifact INTEGER REFERENCES artifacts(id);"
+	"ALTER TABLE attempts ADD COLUMN host TEXT;"
+	"ALTER TABLE attempts ADD COLUMN argv TEXT;"   /* resolved, as a JSON array */
 	"ALTER TABLE runs ADD COLUMN provenance TEXT;"
 	"ALTER TABLE runs ADD COLUMN git_commit TEXT;"
 	"ALTER TABLE runs ADD COLUMN git_dirty TEXT;",
@@ -475,7 +477,8 @@ static const char *const q_sql[Q__COUNT] = {
 		"INSERT INTO attempts (run_id, step_id, n, state, started,"
 		" resumed_from) VALUES (?1, ?2, ?3, 'running', ?4, ?5)",
 	[Q_ATT_SET_HANDLE] =
-		"UPDATE attempts SET handle = ?4"
+		"UPDATE attempts SET handle = ?4, host = coalesce(?5, host),"
+		" argv = coalesce(?6, argv)"
 		" WHERE run_id = ?1 AND step_id = ?2 AND n = ?3",
 	[Q_ATT_END] =
 		"UPDATE attempts SET state = ?4, finished = ?5, exit_code = ?6,"
@@ -1967,6 +1970,14 @@ int state_attempt_set_handle(struct state *st, int64_t run_id,
 			     const char *step, int n, const char *handle,
 			     struct err *err)
 {
+	return state_attempt_set_launch(st, run_id, step, n, handle, NULL, NULL, err);
+}
+
+int state_attempt_set_launch(struct state *st, int64_t run_id,
+			     const char *step, int n, const char *handle,
+			     const char *host, const char *argv_json,
+			     struct err *err)
+{
 	sqlite3_stmt *s = NULL;
 	int rc = SQLITE_OK, ret;
 
@@ -1980,6 +1991,8 @@ int state_attempt_set_handle(struct state *st, int64_t run_id,
 	bind_text(s, 2, step, &rc);
 	bind_int(s, 3, n, &rc);
 	bind_text(s, 4, handle, &rc);
+	bind_text(s, 5, host, &rc);
+	bind_text(s, 6, argv_json, &rc);
 	ret = exec_done(st, s, rc, err, "set handle of attempt %d of step '%s'",
 			n, step);
 	if (ret == 0 && sqlite3_changes(st->db) == 0)

@@ -175,6 +175,12 @@ int state_attempt_begin(struct state *st, int64_t run_id, const char *step,
 int state_attempt_set_handle(struct state *st, int64_t run_id,
 			     const char *step, int n, const char *handle,
 			     struct err *err);
+/* The same with where and how it was launched: the host and the resolved
+ * argv (a JSON array), kept for lineage. NULLs leave them as they are. */
+int state_attempt_set_launch(struct state *st, int64_t run_id,
+			     const char *step, int n, const char *handle,
+			     const char *host, const char *argv_json,
+			     struct err *err);
 
 struct attempt_end {
 	enum attempt_state state;   /* not ATT_RUNNING */
