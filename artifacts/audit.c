@@ -270,3 +270,54 @@ void audit_report_clear(struct audit_report *r)
 	free(r->notes);
 	memset(r, 0, sizeof(*r));
 }
+
+static void scan_temps(const char *path, int depth, struct audit_report *r)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		char *sub;
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		sub = xasprintf("%s/%s", path, de->d_name);
+		if (strstr(de->d_name, ".anneal-tmp.") || strstr(de->d_name, ".anneal-link.")) {
+			char *what = xasprintf("'%s' was left by a writer that died; it is safe to remove",
+					       sub);
+			add_item(&r->notes, &r->nnotes, 0, "", what);
+			free(what);
+		} else if (depth > 0 && de->d_type == DT_DIR) {
+			scan_temps(sub, depth - 1, r);
+		}
+		free(sub);
+	}
+	closedir(d);
+}
+
+void audit_temp_files(const char *dir, struct audit_report *r)
+{
+	char *p = xasprintf("%s/store/checkouts", dir);
+	DIR *d;
+	struct dirent *de;
+
+	scan_temps(p, 0, r);
+	free(p);
+	p = xasprintf("%s/import", dir);
+	if ((d = opendir(p))) {
+		while ((de = readdir(d)))
+			if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+				char *what = xasprintf("import staging '%s/%s' is left over; the next"
+						       " import removes it", p, de->d_name);
+				add_item(&r->notes, &r->nnotes, 0, "", what);
+				free(what);
+			}
+		closedir(d);
+	}
+	free(p);
+	/* runs/<run>/<step>/{out/<name>,ckpt/<dir>}/...: bounded depth */
+	p = xasprintf("%s/runs", dir);
+	scan_temps(p, 6, r);
+	free(p);
+}

@@ -79,6 +79,8 @@ int cmd_audit(struct cli *cli, int argc, char **argv)
 	}
 	if (!rc)
 		rc = audit_run(st, store, only, deep, &r, &err);
+	if (!rc && !only)
+		audit_temp_files(ws->dir, &r);
 	if (rc) {
 		rc = cli_fail(&err);
 		goto done;
