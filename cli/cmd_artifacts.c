@@ -329,9 +329,13 @@ int cmd_show(struct cli *cli, int argc, char **argv)
 			buf_addc(&b, '\n');
 		}
 		if (a.run_id)
-			buf_printf(&b, "  produced by run %" PRId64 " step '%s' attempt %d%s\n",
-				   a.run_id, a.step ? a.step : "?", a.attempt,
-				   a.pruned ? " (bytes pruned)" : "");
+			buf_printf(&b, "  produced by run %" PRId64 " step '%s' attempt %d\n",
+				   a.run_id, a.step ? a.step : "?", a.attempt);
+		else if (a.step)
+			buf_printf(&b, "  produced by step '%s' attempt %d (in the workspace it was"
+				   " imported from)\n", a.step, a.attempt);
+		if (a.pruned)
+			buf_adds(&b, "  bytes    pruned (the record stays; anneal gc)\n");
 		if (a.engine_step >= 0)
 			buf_printf(&b, "  engine step %lld\n", a.engine_step);
 		if (a.origin)
@@ -344,6 +348,8 @@ int cmd_show(struct cli *cli, int argc, char **argv)
 			buf_printf(&b, "  recipe   %s\n", a.recipe_digest);
 		if (commit)
 			buf_printf(&b, "  git      %s%s\n", commit, dirty ? " (dirty)" : "");
+		else if (a.git_commit)
+			buf_printf(&b, "  git      %s%s\n", a.git_commit, a.git_dirty ? " (dirty)" : "");
 		if (nm) {
 			buf_adds(&b, "  metrics  ");
 			metrics_text(&b, m, nm);

@@ -1528,6 +1528,22 @@ static int setup(struct sched *s, struct err *err)
 		}
 		n->attempt = info[i].last_attempt;
 		n->attempt_dir = xasprintf("%s/%s/a%d", s->run_dir, n->step->id, n->attempt);
+		{
+			/* Its outputs' lineage names the checkpoint it resumed from. */
+			struct attempt_info *ai = NULL;
+			size_t na = 0;
+			rc = state_attempts_list(s->st, s->run, n->step->id, &ai, &na, err);
+			for (size_t k = 0; !rc && k < na; k++)
+				if (ai[k].n == n->attempt && ai[k].resumed_from)
+					rc = state_checkpoint_artifact(s->st, s->run, n->step->id,
+								       ai[k].resumed_from,
+								       &n->resume_artifact, err);
+			for (size_t k = 0; k < na; k++)
+				attempt_info_clear(&ai[k]);
+			free(ai);
+			if (rc)
+				goto done;
+		}
 		memset(&n->handle, 0, sizeof(n->handle));
 		if (info[i].last_handle)
 			snprintf(n->handle.id, sizeof(n->handle.id), "%s", info[i].last_handle);

@@ -335,6 +335,7 @@ enum q {
 
 	Q_CKPT_INSERT,
 	Q_CKPT_LATEST,
+	Q_CKPT_BY_PATH,
 	Q_EV_INSERT,
 	Q_EV_OFFSET_SET,
 	Q_EV_OFFSET_GET,
@@ -516,6 +517,9 @@ static const char *const q_sql[Q__COUNT] = {
 	[Q_CKPT_LATEST] =
 		"SELECT path, engine_step, artifact FROM checkpoints"
 		" WHERE run_id = ?1 AND step_id = ?2 ORDER BY id DESC LIMIT 1",
+	[Q_CKPT_BY_PATH] =
+		"SELECT coalesce(artifact, 0) FROM checkpoints"
+		" WHERE run_id = ?1 AND step_id = ?2 AND path = ?3 ORDER BY id DESC LIMIT 1",
 	[Q_EV_INSERT] =
 		"INSERT INTO events (run_id, step_id, attempt, time, kind, name,"
 		" value, total, engine_step, text)"
@@ -2318,6 +2322,26 @@ int state_checkpoint_latest(struct state *st, int64_t run_id,
 done:
 	release(s);
 	return ret;
+}
+
+int state_checkpoint_artifact(struct state *st, int64_t run_id, const char *step,
+			      const char *path, int64_t *artifact, struct err *err)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = SQLITE_OK, ret;
+
+	*artifact = 0;
+	ret = prep(st, Q_CKPT_BY_PATH, &s, err);
+	if (ret)
+		return ret;
+	bind_int(s, 1, run_id, &rc);
+	bind_text(s, 2, step, &rc);
+	bind_text(s, 3, path, &rc);
+	if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		*artifact = sqlite3_column_int64(s, 0);
+		rc = SQLITE_DONE;
+	}
+	return exec_done(st, s, rc, err, "find checkpoint '%s' of step '%s'", path, step);
 }
 
 int state_events_add(struct state *st, int64_t run_id, const char *step,

@@ -249,6 +249,10 @@ int state_checkpoint_latest(struct state *st, int64_t run_id,
 			    const char *step, char **path, long long *engine_step,
 			    int64_t *artifact, struct err *err);
 
+/* The catalog entry of the checkpoint recorded at path (0 if none). */
+int state_checkpoint_artifact(struct state *st, int64_t run_id, const char *step,
+			      const char *path, int64_t *artifact, struct err *err);
+
 enum event_kind { EV_METRIC, EV_PROGRESS, EV_WARNING, EV_CHECKPOINT, EV_LOG };
 const char *event_kind_name(enum event_kind k);
 int event_kind_parse(const char *s, enum event_kind *out);  /* 0 or ERR_INVALID */
