@@ -429,17 +429,6 @@ done:
 	return ret;
 }
 
-static char *dir_of(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-
-	if (!slash)
-		return xstrdup(".");
-	if (slash == path)
-		return xstrdup("/");
-	return xstrndup(path, (size_t)(slash - path));
-}
-
 /* The integrity trailer. zstd frames carry no checksum as libarchive
  * writes them, and a few fields of the JSON (names, versions, times) are
  * covered by no digest; so the file ends with a zstd skippable frame,
@@ -492,7 +481,7 @@ static int write_archive(struct xctx *x, const struct buf *json, const struct ob
 {
 	struct archive *ar = NULL;
 	char *tmp = xasprintf("%s.anneal-tmp.%ld", path, (long)getpid());
-	char *dir = dir_of(path), *chunk = NULL;
+	char *dir = fs_dirname(path), *chunk = NULL;
 	struct wsink w = { .fd = -1, .h = sha256_new() };
 	unsigned char trailer[TRAILER_LEN];
 	struct digest d;

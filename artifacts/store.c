@@ -71,17 +71,6 @@ char *store_object_path(const struct store *s, const struct digest *d)
 	return xasprintf("%s/%.2s/%s", s->objects, hex, hex + 2);
 }
 
-static char *parent_of(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-
-	if (!slash)
-		return xstrdup(".");
-	if (slash == path)
-		return xstrdup("/");
-	return xstrndup(path, (size_t)(slash - path));
-}
-
 static int write_all(int fd, const void *data, size_t len, const char *what,
 		     struct err *err)
 {
@@ -827,25 +816,6 @@ static int seal_dir(const char *path, const struct stat *st, int type, struct FT
 	return 0;
 }
 
-static int relpath_ok(const char *p)
-{
-	const char *c = p;
-
-	if (!*p || *p == '/')
-		return 0;
-	for (;;) {
-		const char *slash = strchr(c, '/');
-		size_t len = slash ? (size_t)(slash - c) : strlen(c);
-
-		if (len == 0 || (len == 1 && c[0] == '.') ||
-		    (len == 2 && c[0] == '.' && c[1] == '.'))
-			return 0;
-		if (!slash)
-			return 1;
-		c = slash + 1;
-	}
-}
-
 int store_checkout(struct store *s, const struct manifest *m, const char *dst,
 		   struct err *err)
 {
@@ -875,12 +845,12 @@ int store_checkout(struct store *s, const struct manifest *m, const char *dst,
 			const char *rel = m->v[i].path;
 			char *path, *dir;
 
-			if (!relpath_ok(rel)) {
+			if (!fs_relpath_safe(rel)) {
 				rc = err_set(err, ERR_INVALID, "manifest path '%s' is not allowed", rel);
 				goto done;
 			}
 			path = fs_join(tmp, rel);
-			dir = parent_of(path);
+			dir = fs_dirname(path);
 			rc = fs_mkdir_p(dir, 0700, err);
 			if (!rc)
 				rc = place(s, &m->v[i], path, err);

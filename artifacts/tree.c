@@ -497,25 +497,6 @@ int tree_manifest_ex(const char *path, int nthreads, struct manifest *out,
 
 /* ---- parsing ------------------------------------------------------------- */
 
-static int path_ok(const char *p)
-{
-	const char *c = p;
-
-	if (!*p || *p == '/')
-		return 0;
-	for (;;) {
-		const char *slash = strchr(c, '/');
-		size_t len = slash ? (size_t)(slash - c) : strlen(c);
-
-		if (len == 0 || (len == 1 && c[0] == '.') ||
-		    (len == 2 && c[0] == '.' && c[1] == '.'))
-			return 0;
-		if (!slash)
-			return 1;
-		c = slash + 1;
-	}
-}
-
 int manifest_parse(const char *text, struct manifest *out, struct err *err)
 {
 	struct walk w = { .root = "" };
@@ -570,7 +551,7 @@ int manifest_parse(const char *text, struct manifest *out, struct err *err)
 		exec = q[1] == '7';
 		q += 5;
 		rel = xstrndup(q, (size_t)(nl - q));
-		if (!(strcmp(rel, ".") == 0 && line == 1 && nl[1] == '\0') && !path_ok(rel)) {
+		if (!(strcmp(rel, ".") == 0 && line == 1 && nl[1] == '\0') && !fs_relpath_safe(rel)) {
 			rc = err_set(err, ERR_INVALID, "manifest line %zu: path '%s' is not allowed",
 				     line, rel);
 			free(rel);

@@ -14,7 +14,7 @@
 #include "base/buf.h"
 #include "base/err.h"
 
-static char *dir_of(const char *path)
+char *fs_dirname(const char *path)
 {
 	const char *slash = strrchr(path, '/');
 
@@ -59,7 +59,7 @@ static int write_whole(const char *path, const void *data, size_t len,
 		       mode_t mode, int sync, struct err *err)
 {
 	char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
-	char *dir = dir_of(path);
+	char *dir = fs_dirname(path);
 	const char *p = data;
 	int fd = -1, rc = 0;
 
@@ -301,4 +301,23 @@ char *fs_self_dir(void)
 		return NULL;
 	*slash = '\0';
 	return xstrdup(path);
+}
+
+int fs_relpath_safe(const char *p)
+{
+	const char *c = p;
+
+	if (!*p || *p == '/')
+		return 0;
+	for (;;) {
+		const char *slash = strchr(c, '/');
+		size_t len = slash ? (size_t)(slash - c) : strlen(c);
+
+		if (len == 0 || (len == 1 && c[0] == '.') ||
+		    (len == 2 && c[0] == '.' && c[1] == '.'))
+			return 0;
+		if (!slash)
+			return 1;
+		c = slash + 1;
+	}
 }

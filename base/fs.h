@@ -41,6 +41,14 @@ int fs_exists(const char *path);
 /* 1 if path is a directory (stat), 0 otherwise. */
 int fs_is_dir(const char *path);
 
+/* The directory part of path ("." without a '/', "/" for "/x"); malloc'd. */
+char *fs_dirname(const char *path);
+
+/* 1 if p is a relative path that stays below its base: not empty, not
+ * absolute, no empty, "." or ".." component. For paths from files others
+ * wrote (manifests, bundles). */
+int fs_relpath_safe(const char *p);
+
 /* Joins a and b with one '/'; malloc'd. */
 char *fs_join(const char *a, const char *b);
 

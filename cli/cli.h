@@ -44,6 +44,10 @@ int cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_open(struct cli *cli, struct workspace **ws, struct state **st,
 	     struct err *err);
 
+/* The workspace found from -C or the cwd, or a new one there when there
+ * is none (what run, add and import do). */
+int cli_find_or_init(struct cli *cli, struct workspace **ws, struct err *err);
+
 /* Parses a RUN argument ("3"); ERR_INVALID otherwise. */
 int cli_parse_run(const char *s, int64_t *run, struct err *err);
 

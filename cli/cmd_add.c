@@ -77,11 +77,7 @@ int cmd_add(struct cli *cli, int argc, char **argv)
 		rc = cli_usage("add: '%s': no such file or directory", argv[optind]);
 		goto done;
 	}
-	rc = workspace_find(cli->dir, &ws, &err);
-	if (rc == ERR_NOTFOUND) {
-		err_clear(&err);
-		rc = workspace_init(cli->dir ? cli->dir : ".", &ws, &err);
-	}
+	rc = cli_find_or_init(cli, &ws, &err);
 	if (!rc)
 		rc = state_open(ws->db_path, &st, &err);
 	if (!rc) {

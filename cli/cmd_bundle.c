@@ -148,11 +148,7 @@ int cmd_import(struct cli *cli, int argc, char **argv)
 	}
 	if (optind != argc - 1)
 		return cli_usage("import: expected one FILE (see 'anneal import --help')");
-	rc = workspace_find(cli->dir, &ws, &err);
-	if (rc == ERR_NOTFOUND) {
-		err_clear(&err);
-		rc = workspace_init(cli->dir ? cli->dir : ".", &ws, &err);
-	}
+	rc = cli_find_or_init(cli, &ws, &err);
 	if (!rc)
 		rc = state_open(ws->db_path, &st, &err);
 	if (!rc)

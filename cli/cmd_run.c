@@ -373,11 +373,7 @@ int cmd_run(struct cli *cli, int argc, char **argv)
 		rc = cli_fail(&err);
 		goto done;
 	}
-	rc = workspace_find(cli->dir, &ws, &err);
-	if (rc == ERR_NOTFOUND) {
-		err_clear(&err);
-		rc = workspace_init(cli->dir ? cli->dir : ".", &ws, &err);
-	}
+	rc = cli_find_or_init(cli, &ws, &err);
 	if (rc) {
 		rc = cli_fail(&err);
 		goto done;

@@ -52,6 +52,17 @@ int cli_open(struct cli *cli, struct workspace **ws, struct state **st,
 	return rc;
 }
 
+int cli_find_or_init(struct cli *cli, struct workspace **ws, struct err *err)
+{
+	int rc = workspace_find(cli->dir, ws, err);
+
+	if (rc == ERR_NOTFOUND) {
+		err_clear(err);
+		rc = workspace_init(cli->dir ? cli->dir : ".", ws, err);
+	}
+	return rc;
+}
+
 int cli_parse_run(const char *s, int64_t *run, struct err *err)
 {
 	long long v;
