@@ -1,0 +1,1347 @@
+/* artifacts/merge.c — mergekit's merge methods over flat float arrays.
+ *
+ * The workload: one call per tensor, tensors from a few thousand to a few
+ * hundred million elements, two to a handful of inputs, called from the
+ * streaming merger's worker threads. Linear must run at memory speed, so
+ * every elementwise pass works in chunks of CHUNK elements whose partial
+ * sums stay in L1 and whose loops the compiler vectorises. TIES needs the
+ * k-th largest |tau| of each input: a strided sample brackets it, one pass
+ * counts what lies above the bracket and copies what lies inside, and a
+ * quickselect over that small copy finishes; the full quickselect is the
+ * fallback. So TIES reads each input about twice, linear once.
+ *
+ * The kernels exist in float and double. Rather than a macro a hundred
+ * lines long, the second half of this file is a template that the first
+ * half includes twice (with T = float, then T = double). */
+#ifndef MERGE_T
+
+#include "artifacts/merge.h"
+
+#include <assert.h>
+#include <float.h>
+#include <fnmatch.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/buf.h"
+#include "base/err.h"
+#include "base/hash.h"
+#include "base/util.h"
+
+/* Elements per chunk of an elementwise pass: rows of ninputs x CHUNK
+ * values plus three accumulators stay in L1/L2. */
+#define CHUNK 512
+/* TIES: sample size that brackets the threshold, and the size below which
+ * a plain quickselect over every magnitude is as cheap. */
+#define SAMPLE 16384
+#define SAMPLE_MIN (8 * SAMPLE)
+/* Half-width of the bracket, in sample ranks: the rank of the threshold in
+ * a sample of 16384 has a standard deviation of at most 64. */
+#define SAMPLE_MARGIN 320
+
+/* mergekit's constants. */
+#define SLERP_DOT_THRESHOLD 0.9995
+#define SLERP_EPS 1e-8
+#define STOCK_NORM_MIN 1e-6
+#define DIVISOR_EPS 1e-8
+#define L1_EPS 1e-7
+
+#define GOLDEN 0x9E3779B97F4A7C15ULL
+
+/* The chunk kernels are inlined twice: once with n = CHUNK, a constant. */
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* Same bits from gcc and clang: no fused multiply-add unless written
+ * (gcc's -std=c11 already leaves contraction off). */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+/* ---- methods and parameters ---------------------------------------- */
+
+static const char *const method_names[MERGE_NMETHODS] = {
+	[MERGE_LINEAR] = "linear",
+	[MERGE_TASK_ARITHMETIC] = "task_arithmetic",
+	[MERGE_TIES] = "ties",
+	[MERGE_DARE_LINEAR] = "dare_linear",
+	[MERGE_DARE_TIES] = "dare_ties",
+	[MERGE_SLERP] = "slerp",
+	[MERGE_MODEL_STOCK] = "model_stock",
+};
+
+enum param_id { P_LAMBDA, P_DENSITY, P_T, P_NORMALIZE, P_RESCALE,
+		P_CONSENSUS, NPARAMS };
+
+static const char *const param_names[NPARAMS] = {
+	"lambda", "density", "t", "normalize", "rescale", "consensus",
+};
+
+#define BIT(p) (1u << (p))
+#define GTA_PARAMS (BIT(P_LAMBDA) | BIT(P_DENSITY) | BIT(P_NORMALIZE) | \
+		    BIT(P_RESCALE))
+
+/* Which parameters each method takes (mergekit's names). */
+static const unsigned method_params[MERGE_NMETHODS] = {
+	[MERGE_LINEAR] = BIT(P_NORMALIZE),
+	[MERGE_TASK_ARITHMETIC] = BIT(P_LAMBDA) | BIT(P_NORMALIZE),
+	[MERGE_TIES] = GTA_PARAMS | BIT(P_CONSENSUS),
+	[MERGE_DARE_LINEAR] = GTA_PARAMS,
+	[MERGE_DARE_TIES] = GTA_PARAMS | BIT(P_CONSENSUS),
+	[MERGE_SLERP] = BIT(P_T),
+	[MERGE_MODEL_STOCK] = 0,
+};
+
+static const char *const rescale_names[] = { "none", "density", "l1" };
+static const char *const consensus_names[] = { "sum", "count" };
+
+struct merge_rule {
+	char *pattern;
+	struct merge_params p;
+	unsigned set;  /* BIT(param) for each parameter the rule overrides */
+};
+
+struct merge_spec {
+	enum merge_method method;
+	uint64_t seed;
+	struct merge_params p;
+	struct merge_rule *rules;
+	size_t nrules;
+};
+
+int merge_method_parse(const char *name, enum merge_method *out,
+		       struct err *err)
+{
+	const char *hint;
+	for (int m = 0; m < MERGE_NMETHODS; m++) {
+		if (strcmp(name, method_names[m]) == 0) {
+			*out = (enum merge_method)m;
+			return 0;
+		}
+	}
+	hint = did_you_mean(name, method_names, MERGE_NMETHODS);
+	if (hint)
+		return err_set(err, ERR_INVALID,
+			       "unknown merge method '%s' (did you mean '%s'?)",
+			       name, hint);
+	return err_set(err, ERR_INVALID, "unknown merge method '%s' (known: "
+		       "linear, task_arithmetic, ties, dare_linear, dare_ties, "
+		       "slerp, model_stock)", name);
+}
+
+const char *merge_method_name(enum merge_method m)
+{
+	return (unsigned)m < MERGE_NMETHODS ? method_names[m] : "?";
+}
+
+int merge_method_needs_base(enum merge_method m)
+{
+	return m != MERGE_LINEAR;
+}
+
+struct merge_spec *merge_spec_new(enum merge_method m)
+{
+	struct merge_spec *s = xcalloc(1, sizeof(*s));
+	assert((unsigned)m < MERGE_NMETHODS);
+	s->method = m;
+	s->p.lambda = 1.0;
+	s->p.density = 1.0;
+	s->p.t = NAN;
+	/* mergekit's defaults: linear and ties normalize; dare_* rescale. */
+	s->p.normalize = m == MERGE_LINEAR || m == MERGE_TIES;
+	s->p.rescale = (m == MERGE_DARE_LINEAR || m == MERGE_DARE_TIES)
+		? MERGE_RESCALE_L1 : MERGE_RESCALE_NONE;
+	s->p.consensus = MERGE_CONSENSUS_SUM;
+	return s;
+}
+
+void merge_spec_free(struct merge_spec *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->nrules; i++)
+		free(s->rules[i].pattern);
+	free(s->rules);
+	free(s);
+}
+
+enum merge_method merge_spec_method(const struct merge_spec *s)
+{
+	return s->method;
+}
+
+void merge_spec_set_seed(struct merge_spec *s, uint64_t seed)
+{
+	s->seed = seed;
+}
+
+static void list_params(struct buf *b, unsigned mask)
+{
+	int first = 1;
+	for (int p = 0; p < NPARAMS; p++) {
+		if (!(mask & BIT(p)))
+			continue;
+		buf_printf(b, "%s%s", first ? "" : ", ", param_names[p]);
+		first = 0;
+	}
+}
+
+static int unknown_param(const struct merge_spec *s, const char *key,
+			 struct err *err)
+{
+	const char *mname = method_names[s->method];
+	unsigned mask = method_params[s->method];
+	const char *cands[NPARAMS];
+	size_t n = 0;
+	const char *hint;
+	struct buf known = BUF_INIT;
+	int rc;
+
+	if (mask == 0)
+		return err_set(err, ERR_INVALID, "method '%s' takes no "
+			       "parameters (got '%s')", mname, key);
+	for (int p = 0; p < NPARAMS; p++)
+		if (mask & BIT(p))
+			cands[n++] = param_names[p];
+	buf_init(&known);
+	list_params(&known, mask);
+	for (int p = 0; p < NPARAMS; p++) {
+		if (strcmp(key, param_names[p]) == 0) {
+			rc = err_set(err, ERR_INVALID, "parameter '%s' does not "
+				     "apply to method '%s' (it takes: %s)", key,
+				     mname, buf_str(&known));
+			goto done;
+		}
+	}
+	hint = did_you_mean(key, cands, n);
+	if (hint)
+		rc = err_set(err, ERR_INVALID, "unknown parameter '%s' for "
+			     "method '%s' (did you mean '%s'?)", key, mname,
+			     hint);
+	else
+		rc = err_set(err, ERR_INVALID, "unknown parameter '%s' for "
+			     "method '%s' (it takes: %s)", key, mname,
+			     buf_str(&known));
+done:
+	buf_free(&known);
+	return rc;
+}
+
+static int parse_number(const char *v, double *out)
+{
+	char *end;
+	double d;
+	if (!*v)
+		return -1;
+	d = strtod(v, &end);
+	if (*end || !isfinite(d))
+		return -1;
+	*out = d;
+	return 0;
+}
+
+static int parse_word(const char *v, const char *const *words, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v, words[i]) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* Parses key=value (key and value already split) into *p, marking *set. */
+static int set_param(const struct merge_spec *s, const char *key,
+		     const char *val, struct merge_params *p, unsigned *set,
+		     struct err *err)
+{
+	const char *mname = method_names[s->method];
+	int id = -1, w;
+	double d = 0;
+
+	for (int i = 0; i < NPARAMS; i++)
+		if (strcmp(key, param_names[i]) == 0 &&
+		    (method_params[s->method] & BIT(i)))
+			id = i;
+	if (id < 0)
+		return unknown_param(s, key, err);
+
+	switch (id) {
+	case P_LAMBDA:
+	case P_DENSITY:
+	case P_T:
+		if (parse_number(val, &d) < 0)
+			return err_set(err, ERR_INVALID, "parameter '%s' for "
+				       "method '%s': '%s' is not a number", key,
+				       mname, val);
+		if (id != P_LAMBDA && !(d >= 0 && d <= 1))
+			return err_set(err, ERR_INVALID, "parameter '%s' for "
+				       "method '%s': '%s' is not in [0, 1]", key,
+				       mname, val);
+		if (id == P_LAMBDA)
+			p->lambda = d;
+		else if (id == P_DENSITY)
+			p->density = d;
+		else
+			p->t = d;
+		break;
+	case P_NORMALIZE: {
+		static const char *const bools[] = { "false", "true", "0", "1" };
+		w = parse_word(val, bools, 4);
+		if (w < 0)
+			return err_set(err, ERR_INVALID, "parameter '%s' for "
+				       "method '%s': '%s' is not a boolean (true "
+				       "or false)", key, mname, val);
+		p->normalize = w & 1;
+		break;
+	}
+	case P_RESCALE:
+		w = parse_word(val, rescale_names, 3);
+		/* mergekit's rescale is a boolean: true means l1. */
+		if (w < 0 && strcmp(val, "true") == 0)
+			w = MERGE_RESCALE_L1;
+		if (w < 0 && strcmp(val, "false") == 0)
+			w = MERGE_RESCALE_NONE;
+		if (w < 0)
+			return err_set(err, ERR_INVALID, "parameter '%s' for "
+				       "method '%s': '%s' is not one of none, "
+				       "density, l1", key, mname, val);
+		p->rescale = (enum merge_rescale)w;
+		break;
+	case P_CONSENSUS:
+		w = parse_word(val, consensus_names, 2);
+		if (w < 0)
+			return err_set(err, ERR_INVALID, "parameter '%s' for "
+				       "method '%s': '%s' is not one of sum, "
+				       "count", key, mname, val);
+		p->consensus = (enum merge_consensus)w;
+		break;
+	}
+	*set |= BIT(id);
+	return 0;
+}
+
+/* Splits "k=v" (len bytes of kv) and sets it. */
+static int set_kv(const struct merge_spec *s, const char *kv, size_t len,
+		  struct merge_params *p, unsigned *set, struct err *err)
+{
+	char *copy = xstrndup(kv, len);
+	char *eq = strchr(copy, '=');
+	int rc;
+
+	if (!eq || eq == copy) {
+		rc = err_set(err, ERR_INVALID, "parameter for method '%s': "
+			     "expected k=v, got '%s'", method_names[s->method],
+			     copy);
+		goto done;
+	}
+	*eq = '\0';
+	rc = set_param(s, copy, eq + 1, p, set, err);
+done:
+	free(copy);
+	return rc;
+}
+
+int merge_spec_set(struct merge_spec *s, const char *kv, struct err *err)
+{
+	unsigned set = 0;
+	return set_kv(s, kv, strlen(kv), &s->p, &set, err);
+}
+
+int merge_spec_add_rule(struct merge_spec *s, const char *pattern,
+			const char *kvs, struct err *err)
+{
+	struct merge_rule r;
+	const char *c = kvs;
+	int rc = 0;
+
+	memset(&r, 0, sizeof(r));
+	if (!*pattern)
+		return err_set(err, ERR_INVALID, "rule: empty tensor pattern");
+	r.p = s->p;
+	for (;;) {
+		size_t len;
+		c += strspn(c, ", \t\n");
+		if (!*c)
+			break;
+		len = strcspn(c, ", \t\n");
+		rc = set_kv(s, c, len, &r.p, &r.set, err);
+		if (rc < 0) {
+			err_prefix(err, "rule '%s'", pattern);
+			goto done;
+		}
+		c += len;
+	}
+	if (!r.set) {
+		rc = err_set(err, ERR_INVALID, "rule '%s': no parameters",
+			     pattern);
+		goto done;
+	}
+	r.pattern = xstrdup(pattern);
+	s->rules = xrealloc(s->rules, (s->nrules + 1) * sizeof(*s->rules));
+	s->rules[s->nrules++] = r;
+done:
+	return rc;
+}
+
+int merge_spec_check(const struct merge_spec *s, struct err *err)
+{
+	if (s->method != MERGE_SLERP || !isnan(s->p.t))
+		return 0;
+	for (size_t i = 0; i < s->nrules; i++)
+		if (s->rules[i].set & BIT(P_T))
+			return 0;
+	return err_set(err, ERR_INVALID, "method 'slerp' needs parameter 't' "
+		       "(t=0 gives the base, t=1 the other model)");
+}
+
+void merge_spec_params(const struct merge_spec *s, const char *name,
+		       struct merge_params *out)
+{
+	*out = s->p;
+	for (size_t i = 0; i < s->nrules; i++) {
+		const struct merge_rule *r = &s->rules[i];
+		if (fnmatch(r->pattern, name, 0) != 0)
+			continue;
+		if (r->set & BIT(P_LAMBDA))
+			out->lambda = r->p.lambda;
+		if (r->set & BIT(P_DENSITY))
+			out->density = r->p.density;
+		if (r->set & BIT(P_T))
+			out->t = r->p.t;
+		if (r->set & BIT(P_NORMALIZE))
+			out->normalize = r->p.normalize;
+		if (r->set & BIT(P_RESCALE))
+			out->rescale = r->p.rescale;
+		if (r->set & BIT(P_CONSENSUS))
+			out->consensus = r->p.consensus;
+		return;
+	}
+}
+
+/* The shortest "%g" that reads back as the same double. */
+static void add_number(struct buf *b, double d)
+{
+	char tmp[40];
+	for (int prec = 1; prec <= 17; prec++) {
+		snprintf(tmp, sizeof(tmp), "%.*g", prec, d);
+		if (strtod(tmp, NULL) == d)
+			break;
+	}
+	buf_adds(b, tmp);
+}
+
+static void describe_params(struct buf *b, const struct merge_params *p,
+			    unsigned mask)
+{
+	const char *sep = "";
+	for (int id = 0; id < NPARAMS; id++) {
+		if (!(mask & BIT(id)))
+			continue;
+		buf_printf(b, "%s%s=", sep, param_names[id]);
+		sep = " ";
+		switch (id) {
+		case P_LAMBDA: add_number(b, p->lambda); break;
+		case P_DENSITY: add_number(b, p->density); break;
+		case P_T:
+			if (isnan(p->t))
+				buf_adds(b, "unset");
+			else
+				add_number(b, p->t);
+			break;
+		case P_NORMALIZE:
+			buf_adds(b, p->normalize ? "true" : "false");
+			break;
+		case P_RESCALE: buf_adds(b, rescale_names[p->rescale]); break;
+		case P_CONSENSUS:
+			buf_adds(b, consensus_names[p->consensus]);
+			break;
+		}
+	}
+}
+
+void merge_spec_describe(const struct merge_spec *s, struct buf *out)
+{
+	unsigned mask = method_params[s->method];
+	buf_adds(out, method_names[s->method]);
+	if (mask) {
+		buf_addc(out, ' ');
+		describe_params(out, &s->p, mask);
+	}
+	if (s->method == MERGE_DARE_LINEAR || s->method == MERGE_DARE_TIES)
+		buf_printf(out, " seed=%llu", (unsigned long long)s->seed);
+	for (size_t i = 0; i < s->nrules; i++) {
+		buf_printf(out, " [rule '%s': ", s->rules[i].pattern);
+		describe_params(out, &s->rules[i].p, s->rules[i].set);
+		buf_addc(out, ']');
+	}
+}
+
+/* ---- DARE's PRNG ----------------------------------------------------- */
+
+/* splitmix64's output function (Steele, Lea, Flood 2014). */
+static inline uint64_t mix64(uint64_t z)
+{
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+	return z ^ (z >> 31);
+}
+
+/* The (index+1)-th output of splitmix64 started at key, top 53 bits: a
+ * counter-based draw, so any element's draw is computed without the
+ * others and chunking cannot change it. */
+static inline uint64_t dare_draw53(uint64_t key, uint64_t index)
+{
+	return mix64(key + (index + 1) * GOLDEN) >> 11;
+}
+
+/* key = the first 8 bytes, little-endian, of
+ * SHA-256(seed as 8 bytes LE || input as 8 bytes LE || name). */
+static uint64_t dare_key(uint64_t seed, const char *name, size_t input)
+{
+	size_t len = strlen(name);
+	unsigned char small[256], *msg = small;
+	uint64_t in = input, key = 0;
+	struct digest d;
+
+	if (16 + len > sizeof(small))
+		msg = xmalloc(16 + len);
+	for (int i = 0; i < 8; i++) {
+		msg[i] = (unsigned char)(seed >> (8 * i));
+		msg[8 + i] = (unsigned char)(in >> (8 * i));
+	}
+	memcpy(msg + 16, name, len);
+	sha256_buf(msg, 16 + len, &d);
+	for (int i = 7; i >= 0; i--)
+		key = (key << 8) | d.b[i];
+	if (msg != small)
+		free(msg);
+	return key;
+}
+
+double merge_dare_uniform(uint64_t seed, const char *name, size_t input,
+			  uint64_t index)
+{
+	return (double)dare_draw53(dare_key(seed, name, input), index) *
+		0x1p-53;
+}
+
+/* keep iff draw53 < ceil(density * 2^53), i.e. draw53 * 2^-53 < density */
+static uint64_t dare_threshold(double density)
+{
+	return (uint64_t)ceil(density * 0x1p53);
+}
+
+/* ---- shared kernel state ---------------------------------------------- */
+
+enum keep_mode {
+	KEEP_ALL,   /* density >= 1, or no sparsification */
+	KEEP_NONE,  /* density 0 (or k = 0) */
+	KEEP_TOPK,  /* ties: |tau| > th, or == th at an index < cut */
+	KEEP_DARE,  /* draw53 < thr */
+};
+
+struct input_state {
+	enum keep_mode mode;
+	double th;        /* KEEP_TOPK: the k-th largest magnitude */
+	size_t cut;       /* KEEP_TOPK: elements equal to th kept below this */
+	uint64_t key;     /* KEEP_DARE */
+	uint64_t thr;     /* KEEP_DARE */
+	double scale;     /* rescale factor of kept values */
+};
+
+static int grow(void **p, size_t *cap, size_t need, struct err *err)
+{
+	void *n;
+	if (*cap >= need)
+		return 0;
+	n = realloc(*p, need);
+	if (!n)
+		return err_set(err, ERR_NOMEM, "out of memory (merge scratch "
+			       "of %zu bytes)", need);
+	*p = n;
+	*cap = need;
+	return 0;
+}
+
+void merge_scratch_free(struct merge_scratch *sc)
+{
+	if (!sc)
+		return;
+	free(sc->sel);
+	free(sc->rows);
+	free(sc->inputs);
+	memset(sc, 0, sizeof(*sc));
+}
+
+static int check_args(const struct merge_spec *spec, const char *name,
+		      const void *base, size_t ninputs,
+		      const double *weights, const struct merge_params *p,
+		      struct err *err)
+{
+	enum merge_method m = spec->method;
+	const char *mn = method_names[m];
+
+	if (m != MERGE_LINEAR && !base)
+		return err_set(err, ERR_INVALID, "tensor '%s': method '%s' "
+			       "needs a base model", name, mn);
+	if (m == MERGE_LINEAR && ninputs < 1)
+		return err_set(err, ERR_INVALID, "tensor '%s': method 'linear' "
+			       "needs at least one model", name);
+	if (m == MERGE_SLERP && ninputs != 1)
+		return err_set(err, ERR_INVALID, "tensor '%s': method 'slerp' "
+			       "takes exactly one model besides the base "
+			       "(got %zu)", name, ninputs);
+	if (m == MERGE_MODEL_STOCK && ninputs < 2)
+		return err_set(err, ERR_INVALID, "tensor '%s': method "
+			       "'model_stock' needs at least two models "
+			       "besides the base (got %zu)", name, ninputs);
+	if (m == MERGE_SLERP && isnan(p->t))
+		return err_set(err, ERR_INVALID, "tensor '%s': method 'slerp' "
+			       "needs parameter 't' (no rule sets it for this "
+			       "tensor)", name);
+	for (size_t i = 0; weights && i < ninputs; i++)
+		if (!isfinite(weights[i]))
+			return err_set(err, ERR_INVALID, "tensor '%s': the "
+				       "weight of input %zu is not finite",
+				       name, i);
+	return 0;
+}
+
+static double weight_of(const double *weights, size_t i)
+{
+	return weights ? weights[i] : 1.0;
+}
+
+/* ---- the kernels, in float and in double ------------------------------ */
+
+/* T: the element type; MASK: an integer of its width (vectorisable
+ * flags); T_MAX: its largest finite value. */
+#define MERGE_T float
+#define MERGE_FN(x) x##_f32
+#define MERGE_ABS fabsf
+#define MASK int32_t
+#define T_MAX FLT_MAX
+#include "artifacts/merge.c"
+#undef MERGE_T
+#undef MERGE_FN
+#undef MERGE_ABS
+#undef MASK
+#undef T_MAX
+
+#define MERGE_T double
+#define MERGE_FN(x) x##_f64
+#define MERGE_ABS fabs
+#define MASK int64_t
+#define T_MAX DBL_MAX
+#include "artifacts/merge.c"
+#undef MERGE_T
+#undef MERGE_FN
+#undef MERGE_ABS
+#undef MASK
+#undef T_MAX
+
+#else /* MERGE_T: the kernel template, T = MERGE_T */
+
+#define T MERGE_T
+
+/* Names the first non-finite value for the error: base, then each input,
+ * then a task vector that overflows although both sides are finite. */
+static int MERGE_FN(refuse_nonfinite)(const char *name, enum merge_method m,
+				      const T *base, const T *const *inputs,
+				      size_t ninputs, size_t numel,
+				      struct err *err)
+{
+	const char *mn = method_names[m];
+	for (size_t j = 0; base && j < numel; j++)
+		if (!isfinite(base[j]))
+			return err_set(err, ERR_INVALID, "tensor '%s': base has "
+				       "%s at element %zu; method '%s' needs "
+				       "finite values", name,
+				       isnan(base[j]) ? "NaN" : "Inf", j, mn);
+	for (size_t i = 0; i < ninputs; i++)
+		for (size_t j = 0; j < numel; j++)
+			if (!isfinite(inputs[i][j]))
+				return err_set(err, ERR_INVALID, "tensor '%s': "
+					       "input %zu has %s at element %zu; "
+					       "method '%s' needs finite values",
+					       name, i, isnan(inputs[i][j])
+					       ? "NaN" : "Inf", j, mn);
+	for (size_t i = 0; base && i < ninputs; i++)
+		for (size_t j = 0; j < numel; j++)
+			if (!isfinite(inputs[i][j] - base[j]))
+				return err_set(err, ERR_INVALID, "tensor '%s': "
+					       "input %zu minus base overflows "
+					       "at element %zu; method '%s' needs "
+					       "finite task vectors", name, i, j,
+					       mn);
+	return err_set(err, ERR_INVALID, "tensor '%s': values too large for "
+		       "method '%s' (a norm overflows)", name, mn);
+}
+
+/* One chunk of linear: acc = sum_i c_i x_i. Called with n = CHUNK, a
+ * constant, for every chunk but the last, so that the loops vectorise
+ * whole (gcc's -O2 cost model refuses loops that need a scalar tail). */
+static ALWAYS_INLINE void MERGE_FN(linear_chunk)(const T *const *in,
+						  const double *weights,
+						  size_t ninputs, double div,
+						  size_t j0, size_t n, T *out)
+{
+	T acc[CHUNK];
+	T c0 = (T)(weight_of(weights, 0) / div);
+	const T *x = in[0] + j0;
+
+	for (size_t j = 0; j < n; j++)
+		acc[j] = c0 * x[j];
+	for (size_t i = 1; i < ninputs; i++) {
+		T ci = (T)(weight_of(weights, i) / div);
+		x = in[i] + j0;
+		for (size_t j = 0; j < n; j++)
+			acc[j] += ci * x[j];
+	}
+	/* Through acc, so that out may be one of the inputs. */
+	memcpy(out + j0, acc, n * sizeof(T));
+}
+
+/* out = sum_i c_i x_i, c_i = w_i (/ sum w when normalize). */
+static int MERGE_FN(linear)(const char *name, const struct merge_params *p,
+			    const T *const *in, const double *weights,
+			    size_t ninputs, size_t numel, T *out,
+			    struct err *err)
+{
+	double sum = 0;
+
+	for (size_t i = 0; i < ninputs; i++)
+		sum += weight_of(weights, i);
+	if (p->normalize && sum == 0)
+		return err_set(err, ERR_INVALID, "tensor '%s': weights sum to 0; "
+			       "cannot normalize (set normalize=false)", name);
+	for (size_t j0 = 0; j0 < numel; j0 += CHUNK) {
+		double div = p->normalize ? sum : 1.0;
+		if (numel - j0 >= CHUNK)
+			MERGE_FN(linear_chunk)(in, weights, ninputs, div, j0,
+					       CHUNK, out);
+		else
+			MERGE_FN(linear_chunk)(in, weights, ninputs, div, j0,
+					       numel - j0, out);
+	}
+	return 0;
+}
+
+/* Dutch-flag quickselect: moves a[q] to its sorted place and returns, in
+ * [*lo_eq, *hi_eq], the block of elements equal to it — every element of
+ * the array equal to a[q], since each round leaves outside the range only
+ * values strictly below or strictly above all of it. */
+static int MERGE_FN(cmp)(const void *pa, const void *pb)
+{
+	T a = *(const T *)pa, b = *(const T *)pb;
+	return (a > b) - (a < b);
+}
+
+static void MERGE_FN(select)(T *a, size_t n, size_t q, size_t *lo_eq,
+			     size_t *hi_eq)
+{
+	size_t lo = 0, hi = n;
+	int rounds = 0;
+
+	while (hi - lo > 1) {
+		T x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi - 1], piv;
+		size_t lt = lo, i = lo, gt = hi;
+
+		if (++rounds > 64) {
+			/* Pathological pivots: sort what is left. */
+			qsort(a + lo, hi - lo, sizeof(T), MERGE_FN(cmp));
+			lt = q;
+			gt = q;
+			while (lt > lo && a[lt - 1] == a[q])
+				lt--;
+			while (gt + 1 < hi && a[gt + 1] == a[q])
+				gt++;
+			*lo_eq = lt;
+			*hi_eq = gt;
+			return;
+		}
+		piv = x < y ? (y < z ? y : (x < z ? z : x))
+			    : (x < z ? x : (y < z ? z : y));
+		while (i < gt) {
+			T v = a[i];
+			if (v < piv) {
+				a[i++] = a[lt];
+				a[lt++] = v;
+			} else if (v > piv) {
+				a[i] = a[--gt];
+				a[gt] = v;
+			} else {
+				i++;
+			}
+		}
+		if (q < lt) {
+			hi = lt;
+		} else if (q >= gt) {
+			lo = gt;
+		} else {
+			*lo_eq = lt;
+			*hi_eq = gt - 1;
+			return;
+		}
+	}
+	*lo_eq = lo;
+	*hi_eq = lo;
+}
+
+/* One block of the bracketing pass: magnitudes into blk, counts of those
+ * inside [lo, hi] and above hi (vectorised; n = CHUNK but for the last
+ * block), then the copy of the inside ones, only where there are any. */
+static ALWAYS_INLINE MASK MERGE_FN(bracket_block)(const T *restrict x,
+						   const T *restrict b,
+						   size_t n, T lo, T hi,
+						   T *restrict sel, size_t *nc,
+						   size_t *c_hi)
+{
+	T blk[CHUNK];
+	MASK flag[CHUNK];
+	MASK bad = 0, in = 0, above = 0;
+
+	for (size_t j = 0; j < n; j++) {
+		T m = MERGE_ABS(x[j] - b[j]);
+		MASK f = (MASK)(m >= lo) & (MASK)(m <= hi);
+		blk[j] = m;
+		flag[j] = f;
+		bad |= (MASK)!(m <= T_MAX);
+		in += f;
+		above += (MASK)(m > hi);
+	}
+	*c_hi += (size_t)above;
+	if (in > 0 && !bad) {
+		/* Branch-free: inside values are few and scattered, so a
+		 * branch on them would mispredict. */
+		size_t c = *nc;
+		for (size_t j = 0; j < n; j++) {
+			sel[c] = blk[j];
+			c += (size_t)flag[j];
+		}
+		*nc = c;
+	}
+	return bad;
+}
+
+/* Counts elements with |x - b| == th in one block (vectorised). */
+static ALWAYS_INLINE size_t MERGE_FN(count_equal)(const T *restrict x,
+						   const T *restrict b,
+						   size_t n, T th)
+{
+	MASK eq = 0;
+	for (size_t j = 0; j < n; j++)
+		eq += (MASK)(MERGE_ABS(x[j] - b[j]) == th);
+	return (size_t)eq;
+}
+
+/* The index just past the rem-th element (rem >= 1) with |x - b| == th:
+ * ties at the threshold are kept in index order. Counts block by block,
+ * and steps element by element only in the block holding the cut. */
+static size_t MERGE_FN(tie_cut)(const T *x, const T *b, size_t numel, T th,
+				size_t rem)
+{
+	size_t seen = 0;
+	for (size_t j0 = 0; j0 < numel; j0 += CHUNK) {
+		size_t n = numel - j0 < CHUNK ? numel - j0 : CHUNK, c;
+		c = n == CHUNK ? MERGE_FN(count_equal)(x + j0, b + j0, CHUNK, th)
+			: MERGE_FN(count_equal)(x + j0, b + j0, n, th);
+		if (seen + c < rem) {
+			seen += c;
+			continue;
+		}
+		for (size_t j = j0; j < j0 + n; j++)
+			if (MERGE_ABS(x[j] - b[j]) == th && ++seen == rem)
+				return j + 1;
+	}
+	return SIZE_MAX;  /* not reached: rem <= the number of ties */
+}
+
+/* TIES: the top-k of |x - base| (k >= 1, k < numel) as a threshold th and a
+ * cut index for ties at th (lower indices kept first). Returns 1 if a
+ * non-finite magnitude was seen (nothing set then). */
+static int MERGE_FN(topk)(const T *x, const T *b, size_t numel, size_t k,
+			  T *sel, T *sample, struct input_state *st)
+{
+	size_t q, nc = 0, c_hi = 0, lo_eq, hi_eq, count_gt, count_eq, rem;
+	MASK bad = 0;
+	T th;
+
+	if (numel >= SAMPLE_MIN) {
+		/* Bracket the threshold with a strided sample... */
+		size_t qs, lo_i, hi_i;
+		T lo, hi;
+		for (size_t s = 0; s < SAMPLE; s++) {
+			size_t j = (size_t)((uint64_t)s * numel / SAMPLE);
+			sample[s] = MERGE_ABS(x[j] - b[j]);
+			bad |= (MASK)!(sample[s] <= T_MAX);
+		}
+		if (bad)
+			return 1;
+		qsort(sample, SAMPLE, sizeof(T), MERGE_FN(cmp));
+		qs = (size_t)((double)(numel - k) / (double)numel * SAMPLE);
+		lo_i = qs > SAMPLE_MARGIN ? qs - SAMPLE_MARGIN : 0;
+		hi_i = qs + SAMPLE_MARGIN;
+		lo = lo_i == 0 ? (T)0 : sample[lo_i];
+		hi = hi_i >= SAMPLE - 1 ? (T)INFINITY : sample[hi_i];
+		/* ...count what lies above, copy what lies inside... */
+		for (size_t j0 = 0; j0 < numel && !bad; j0 += CHUNK) {
+			if (numel - j0 >= CHUNK)
+				bad |= MERGE_FN(bracket_block)(x + j0, b + j0,
+					CHUNK, lo, hi, sel, &nc, &c_hi);
+			else
+				bad |= MERGE_FN(bracket_block)(x + j0, b + j0,
+					numel - j0, lo, hi, sel, &nc, &c_hi);
+		}
+		if (bad)
+			return 1;
+		/* ...and select inside, if the threshold fell in there. */
+		if (c_hi < k && k <= c_hi + nc) {
+			q = nc - (k - c_hi);
+			MERGE_FN(select)(sel, nc, q, &lo_eq, &hi_eq);
+			th = sel[q];
+			count_gt = c_hi + (nc - 1 - hi_eq);
+			count_eq = hi_eq - lo_eq + 1;
+			goto found;
+		}
+	}
+	for (size_t j = 0; j < numel; j++) {
+		sel[j] = MERGE_ABS(x[j] - b[j]);
+		bad |= (MASK)!(sel[j] <= T_MAX);
+	}
+	if (bad)
+		return 1;
+	q = numel - k;
+	MERGE_FN(select)(sel, numel, q, &lo_eq, &hi_eq);
+	th = sel[q];
+	count_gt = numel - 1 - hi_eq;
+	count_eq = hi_eq - lo_eq + 1;
+found:
+	st->mode = KEEP_TOPK;
+	st->th = th;
+	st->cut = SIZE_MAX;
+	rem = k - count_gt;  /* how many elements equal to th to keep */
+	/* A kept zero adds nothing and never votes, so ties at 0 need no cut. */
+	if (rem < count_eq && th > 0)
+		st->cut = MERGE_FN(tie_cut)(x, b, numel, th, rem);
+	return 0;
+}
+
+static inline int MERGE_FN(keep)(const struct input_state *st, T tau,
+				 size_t j)
+{
+	T m;
+	switch (st->mode) {
+	case KEEP_ALL:
+		return 1;
+	case KEEP_NONE:
+		return 0;
+	case KEEP_TOPK:
+		m = MERGE_ABS(tau);
+		return m > (T)st->th || (m == (T)st->th && j < st->cut);
+	case KEEP_DARE:
+		return dare_draw53(st->key, j) < st->thr;
+	}
+	return 0;
+}
+
+/* mergekit's L1 rescale: scale the kept values so that the L1 norm of the
+ * sparsified task vector equals the original's (unless either is ~0). */
+static double MERGE_FN(l1_scale)(const T *x, const T *b, size_t numel,
+				 const struct input_state *st)
+{
+	double before = 0, after = 0;
+	for (size_t j = 0; j < numel; j++) {
+		T tau = x[j] - b[j];
+		double m = fabs((double)tau);
+		before += m;
+		if (MERGE_FN(keep)(st, tau, j))
+			after += m;
+	}
+	if (before < L1_EPS || after < L1_EPS)
+		return 1.0;
+	return before / after;
+}
+
+/* Fills row[0..n) with w * (rescaled, sparsified tau) for elements j0...
+ * of one input; returns nonzero if a task vector value was not finite.
+ * row never overlaps x or b; x may be b (only read). */
+static ALWAYS_INLINE MASK MERGE_FN(fill_row)(const struct input_state *st,
+					      const T *restrict x,
+					      const T *restrict b, size_t j0,
+					      size_t n, T w, T *restrict row)
+{
+	T sc = (T)st->scale, th = (T)st->th;
+	MASK bad = 0;
+
+	/* A dropped value is (0 * sc) * w, a zero that never votes: the
+	 * select comes before the multiplies, which gcc will not speculate
+	 * (and so would not vectorise) under -ftrapping-math. */
+	switch (st->mode) {
+	case KEEP_ALL:
+		for (size_t j = 0; j < n; j++) {
+			T tau = x[j] - b[j];
+			bad |= (MASK)!(MERGE_ABS(tau) <= T_MAX);
+			row[j] = (tau * sc) * w;
+		}
+		break;
+	case KEEP_NONE:
+		for (size_t j = 0; j < n; j++) {
+			T tau = x[j] - b[j];
+			bad |= (MASK)!(MERGE_ABS(tau) <= T_MAX);
+			row[j] = 0;
+		}
+		break;
+	case KEEP_TOPK:
+		/* Elements equal to th are kept below the cut: decide per
+		 * chunk, so that only the chunk holding the cut compares
+		 * indices. topk() has checked that every |tau| is finite. */
+		if (j0 + n <= st->cut) {
+			for (size_t j = 0; j < n; j++) {
+				T tau = x[j] - b[j], m = MERGE_ABS(tau);
+				row[j] = ((m >= th ? tau : (T)0) * sc) * w;
+			}
+		} else if (j0 >= st->cut) {
+			for (size_t j = 0; j < n; j++) {
+				T tau = x[j] - b[j], m = MERGE_ABS(tau);
+				row[j] = ((m > th ? tau : (T)0) * sc) * w;
+			}
+		} else {
+			for (size_t j = 0; j < n; j++) {
+				T tau = x[j] - b[j], m = MERGE_ABS(tau);
+				int k = m > th || (m == th && j0 + j < st->cut);
+				row[j] = k ? (tau * sc) * w : (T)0;
+			}
+		}
+		break;
+	case KEEP_DARE:
+		for (size_t j = 0; j < n; j++) {
+			T tau = x[j] - b[j];
+			int k = dare_draw53(st->key, j0 + j) < st->thr;
+			bad |= (MASK)!(MERGE_ABS(tau) <= T_MAX);
+			row[j] = ((k ? tau : (T)0) * sc) * w;
+		}
+		break;
+	}
+	return bad;
+}
+
+struct MERGE_FN(gta_ctx) {
+	const struct input_state *st;
+	const T *base;
+	const T *const *in;
+	const double *weights;
+	size_t ninputs;
+	int consensus;   /* 0, or 1 + enum merge_consensus */
+	int normalize;
+	T gdiv;          /* divisor without consensus: sum of weights */
+	T lambda;
+};
+
+/* One chunk of generalized task arithmetic (n = CHUNK but for the last
+ * chunk, as in linear_chunk). */
+static ALWAYS_INLINE MASK MERGE_FN(gta_chunk)(const struct MERGE_FN(gta_ctx) *c,
+					       T *restrict rows, size_t j0,
+					       size_t n, T *out)
+{
+	T acc_s[CHUNK], acc_m[CHUNK], acc_d[CHUNK];
+	const T *b = c->base + j0;
+	MASK bad = 0;
+
+	for (size_t i = 0; i < c->ninputs; i++)
+		bad |= MERGE_FN(fill_row)(&c->st[i], c->in[i] + j0, b, j0, n,
+					  (T)weight_of(c->weights, i),
+					  rows + i * CHUNK);
+	for (size_t j = 0; j < n; j++)
+		acc_m[j] = 0;
+	if (c->consensus) {
+		/* Elect a sign per element (+1 on a tie at 0), then sum the
+		 * agreeing values and their weights. */
+		for (size_t j = 0; j < n; j++) {
+			acc_s[j] = 0;
+			acc_d[j] = 0;
+		}
+		for (size_t i = 0; i < c->ninputs; i++) {
+			const T *r = rows + i * CHUNK;
+			if (c->consensus == 1 + MERGE_CONSENSUS_SUM)
+				for (size_t j = 0; j < n; j++)
+					acc_s[j] += r[j];
+			else
+				for (size_t j = 0; j < n; j++)
+					acc_s[j] += r[j] > 0 ? (T)1
+						: (r[j] < 0 ? (T)-1 : (T)0);
+		}
+		for (size_t j = 0; j < n; j++)
+			acc_s[j] = acc_s[j] >= 0 ? (T)1 : (T)-1;
+		for (size_t i = 0; i < c->ninputs; i++) {
+			const T *r = rows + i * CHUNK;
+			T w = (T)weight_of(c->weights, i);
+			for (size_t j = 0; j < n; j++) {
+				/* Both selects before either add: gcc
+				 * vectorises this form only. */
+				int agree = r[j] * acc_s[j] > 0;
+				T mr = agree ? r[j] : (T)0;
+				T mw = agree ? w : (T)0;
+				acc_m[j] += mr;
+				acc_d[j] += mw;
+			}
+		}
+		for (size_t j = 0; j < n; j++)
+			acc_d[j] = acc_d[j] == 0 ? (T)1 : acc_d[j];
+	} else {
+		for (size_t i = 0; i < c->ninputs; i++) {
+			const T *r = rows + i * CHUNK;
+			for (size_t j = 0; j < n; j++)
+				acc_m[j] += r[j];
+		}
+		for (size_t j = 0; j < n; j++)
+			acc_d[j] = c->gdiv;
+	}
+	if (c->normalize)
+		for (size_t j = 0; j < n; j++)
+			acc_m[j] /= acc_d[j];
+	for (size_t j = 0; j < n; j++)
+		acc_m[j] = b[j] + acc_m[j] * c->lambda;
+	/* Through acc_m, so that out may be the base or an input. */
+	memcpy(out + j0, acc_m, n * sizeof(T));
+	return bad;
+}
+
+/* task_arithmetic, ties, dare_linear, dare_ties: mergekit's generalized
+ * task arithmetic. */
+static int MERGE_FN(gta)(const struct merge_spec *spec, const char *name,
+			 const struct merge_params *p, const T *base,
+			 const T *const *in, const double *weights,
+			 size_t ninputs, size_t numel, T *out,
+			 struct merge_scratch *sc, struct err *err)
+{
+	enum merge_method m = spec->method;
+	int sparsify = m != MERGE_TASK_ARITHMETIC;
+	int refuse = m != MERGE_TASK_ARITHMETIC;
+	struct MERGE_FN(gta_ctx) c;
+	struct input_state *st;
+	double wsum = 0;
+	T *rows, *sample;
+	MASK bad = 0;
+	int rc = 0;
+
+	if (ninputs == 0) {
+		if (out != base)
+			memcpy(out, base, numel * sizeof(T));
+		return 0;
+	}
+	rc = grow(&sc->inputs, &sc->inputs_cap, ninputs * sizeof(*st), err);
+	if (rc < 0)
+		goto done;
+	rc = grow(&sc->rows, &sc->rows_cap,
+		  (ninputs * CHUNK > SAMPLE ? ninputs * CHUNK : SAMPLE) *
+		  sizeof(T), err);
+	if (rc < 0)
+		goto done;
+	st = sc->inputs;
+	rows = sc->rows;
+	sample = sc->rows;  /* TIES' sample, used before the rows are */
+
+	/* Per input: what is kept, and how kept values are scaled. */
+	for (size_t i = 0; i < ninputs; i++) {
+		struct input_state *s = &st[i];
+		memset(s, 0, sizeof(*s));
+		s->scale = 1.0;
+		s->mode = KEEP_ALL;
+		if (!sparsify || p->density >= 1)
+			continue;
+		if (m == MERGE_TIES) {
+			size_t k = (size_t)(p->density * (double)numel);
+			if (k == 0) {
+				s->mode = KEEP_NONE;
+			} else if (k < numel) {
+				rc = grow(&sc->sel, &sc->sel_cap,
+					  numel * sizeof(T), err);
+				if (rc < 0)
+					goto done;
+				if (MERGE_FN(topk)(in[i], base, numel, k,
+						   sc->sel, sample, s)) {
+					bad = 1;
+					break;
+				}
+			}
+		} else {
+			s->mode = p->density > 0 ? KEEP_DARE : KEEP_NONE;
+			s->key = dare_key(spec->seed, name, i);
+			s->thr = dare_threshold(p->density);
+		}
+		if (s->mode == KEEP_NONE)
+			continue;
+		if (p->rescale == MERGE_RESCALE_DENSITY)
+			s->scale = 1.0 / p->density;
+		else if (p->rescale == MERGE_RESCALE_L1)
+			s->scale = MERGE_FN(l1_scale)(in[i], base, numel, s);
+	}
+	if (bad)
+		goto refused;
+
+	for (size_t i = 0; i < ninputs; i++)
+		wsum += weight_of(weights, i);
+	c.st = st;
+	c.base = base;
+	c.in = in;
+	c.weights = weights;
+	c.ninputs = ninputs;
+	c.consensus = (m == MERGE_TIES || m == MERGE_DARE_TIES)
+		? 1 + (int)p->consensus : 0;
+	c.normalize = p->normalize;
+	c.gdiv = (T)(fabs(wsum) < DIVISOR_EPS ? 1.0 : wsum);
+	c.lambda = (T)p->lambda;
+	for (size_t j0 = 0; j0 < numel; j0 += CHUNK) {
+		if (numel - j0 >= CHUNK)
+			bad |= MERGE_FN(gta_chunk)(&c, rows, j0, CHUNK, out);
+		else
+			bad |= MERGE_FN(gta_chunk)(&c, rows, j0, numel - j0,
+						   out);
+	}
+	if (bad && refuse)
+		goto refused;
+	rc = 0;
+	goto done;
+refused:
+	rc = MERGE_FN(refuse_nonfinite)(name, m, base, in, ninputs, numel, err);
+done:
+	return rc;
+}
+
+/* mergekit's slerp of the unnormalized vectors, with its lerp fallback. */
+static int MERGE_FN(slerp)(const char *name, const struct merge_params *p,
+			   const T *a, const T *b, size_t numel, T *out,
+			   struct err *err)
+{
+	double aa = 0, bb = 0, ab = 0, na, nb, dot, s0, s1;
+	T c0, c1;
+
+	for (size_t j = 0; j < numel; j++) {
+		double x = a[j], y = b[j];
+		aa += x * x;
+		bb += y * y;
+		ab += x * y;
+	}
+	if (!isfinite(aa) || !isfinite(bb) || !isfinite(ab)) {
+		const T *in[1] = { b };
+		return MERGE_FN(refuse_nonfinite)(name, MERGE_SLERP, a, in, 1,
+						  numel, err);
+	}
+	/* mergekit divides a vector by its norm only if the norm > eps. */
+	na = sqrt(aa);
+	nb = sqrt(bb);
+	dot = ab / ((na > SLERP_EPS ? na : 1.0) * (nb > SLERP_EPS ? nb : 1.0));
+	if (fabs(dot) > SLERP_DOT_THRESHOLD) {
+		s0 = 1.0 - p->t;
+		s1 = p->t;
+	} else {
+		double theta0 = acos(dot), sin0 = sin(theta0);
+		double theta_t = theta0 * p->t;
+		s0 = sin(theta0 - theta_t) / sin0;
+		s1 = sin(theta_t) / sin0;
+	}
+	c0 = (T)s0;
+	c1 = (T)s1;
+	for (size_t j = 0; j < numel; j++)
+		out[j] = c0 * a[j] + c1 * b[j];
+	return 0;
+}
+
+/* Model Stock (Jang et al. 2024) as mergekit computes it: cos theta is the
+ * mean of the pairwise cosines between task vectors. */
+static int MERGE_FN(model_stock)(const char *name, const T *base,
+				 const T *const *in, size_t n, size_t numel,
+				 T *out, struct merge_scratch *sc,
+				 struct err *err)
+{
+	size_t npairs = n * (n - 1) / 2, pi;
+	double *norm2, *dots, *off, cos = 0, t;
+	int rc;
+
+	rc = grow(&sc->inputs, &sc->inputs_cap,
+		  (2 * n + npairs) * sizeof(double), err);
+	if (rc < 0)
+		return rc;
+	norm2 = sc->inputs;
+	off = norm2 + n;
+	dots = off + n;
+	memset(norm2, 0, (2 * n + npairs) * sizeof(double));
+	for (size_t j = 0; j < numel; j++) {
+		for (size_t i = 0; i < n; i++) {
+			off[i] = (double)in[i][j] - (double)base[j];
+			norm2[i] += off[i] * off[i];
+		}
+		pi = 0;
+		for (size_t i = 0; i < n; i++)
+			for (size_t k = i + 1; k < n; k++)
+				dots[pi++] += off[i] * off[k];
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!isfinite(norm2[i]))
+			return MERGE_FN(refuse_nonfinite)(name, MERGE_MODEL_STOCK,
+							  base, in, n, numel,
+							  err);
+	pi = 0;
+	for (size_t i = 0; i < n; i++) {
+		for (size_t k = i + 1; k < n; k++) {
+			double np = sqrt(norm2[i]) * sqrt(norm2[k]);
+			double c = dots[pi++] / (np > STOCK_NORM_MIN ? np
+						 : STOCK_NORM_MIN);
+			cos += c < -1 ? -1 : (c > 1 ? 1 : c);
+		}
+	}
+	cos /= (double)npairs;
+	t = (double)n * cos / (1.0 + (double)(n - 1) * cos);
+	if (!isfinite(t))
+		return err_set(err, ERR_INVALID, "tensor '%s': model_stock is "
+			       "undefined: the task vectors' mean cosine %g makes "
+			       "1 + (N-1) cos zero", name, cos);
+	for (size_t j = 0; j < numel; j++) {
+		double sum = 0;
+		for (size_t i = 0; i < n; i++)
+			sum += (double)in[i][j];
+		out[j] = (T)(t * (sum / (double)n) + (1.0 - t) * (double)base[j]);
+	}
+	return 0;
+}
+
+int MERGE_FN(merge_tensor)(const struct merge_spec *spec, const char *name,
+			   const T *base, const T *const *inputs,
+			   const double *weights, size_t ninputs, size_t numel,
+			   T *out, struct merge_scratch *scratch,
+			   struct err *err)
+{
+	struct merge_params p;
+	int rc;
+
+	if (!name)
+		name = "";
+	merge_spec_params(spec, name, &p);
+	rc = check_args(spec, name, base, ninputs, weights, &p, err);
+	if (rc < 0 || numel == 0)
+		return rc;
+	switch (spec->method) {
+	case MERGE_LINEAR:
+		return MERGE_FN(linear)(name, &p, inputs, weights, ninputs,
+					numel, out, err);
+	case MERGE_TASK_ARITHMETIC:
+	case MERGE_TIES:
+	case MERGE_DARE_LINEAR:
+	case MERGE_DARE_TIES:
+		return MERGE_FN(gta)(spec, name, &p, base, inputs, weights,
+				     ninputs, numel, out, scratch, err);
+	case MERGE_SLERP:
+		return MERGE_FN(slerp)(name, &p, base, inputs[0], numel, out,
+				       err);
+	case MERGE_MODEL_STOCK:
+		return MERGE_FN(model_stock)(name, base, inputs, ninputs,
+					     numel, out, scratch, err);
+	}
+	return err_set(err, ERR_INVALID, "tensor '%s': unknown merge method",
+		       name);
+}
+
+#undef T
+
+#endif /* MERGE_T */
