@@ -561,7 +561,10 @@ static int register_tree(struct sched *s, struct node *n, enum artifact_kind kin
 		const struct output_rec *o = input_rec(s, &st->inputs[i]);
 		if (o && o->artifact) {
 			p[np].id = o->artifact;
-			p[np].role = st->inputs[i].role;
+			p[np].role = st->inputs[i].edge_role ? st->inputs[i].edge_role
+							     : st->inputs[i].role;
+			p[np].has_weight = st->inputs[i].has_weight;
+			p[np].weight = st->inputs[i].weight;
 			np++;
 		}
 	}

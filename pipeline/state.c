@@ -182,7 +182,7 @@ static const char *const migrations[] = {
 	"CREATE TABLE step_inputs ("
 	"  run_id INTEGER NOT NULL, step_id TEXT NOT NULL, pos INTEGER NOT NULL,"
 	"  role TEXT NOT NULL, from_step TEXT, from_output TEXT,"
-	"  ref TEXT, artifact INTEGER,"
+	"  ref TEXT, artifact INTEGER, edge_role TEXT, weight REAL,"
 	"  PRIMARY KEY (run_id, step_id, pos),"
 	"  FOREIGN KEY (run_id, step_id) REFERENCES steps(run_id, id) ON DELETE CASCADE);"
 	"CREATE TABLE step_outputs_decl ("
@@ -393,7 +393,8 @@ static const char *const q_sql[Q__COUNT] = {
 		" VALUES (?1, ?2, ?3, ?4, ?5)",
 	[Q_INPUT_INSERT] =
 		"INSERT INTO step_inputs (run_id, step_id, pos, role, from_step,"
-		" from_output, ref, artifact) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+		" from_output, ref, artifact, edge_role, weight)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
 	[Q_ODECL_INSERT] =
 		"INSERT INTO step_outputs_decl (run_id, step_id, pos, name, type,"
 		" artifact_name) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -417,7 +418,8 @@ static const char *const q_sql[Q__COUNT] = {
 		" ON s.run_id = c.run_id AND s.id = c.step_id"
 		" WHERE c.run_id = ?1 ORDER BY s.pos, c.pos",
 	[Q_INPUTS_LOAD] =
-		"SELECT s.pos, c.role, c.from_step, c.from_output, c.ref, c.artifact"
+		"SELECT s.pos, c.role, c.from_step, c.from_output, c.ref, c.artifact,"
+		" c.edge_role, c.weight"
 		" FROM step_inputs c JOIN steps s"
 		" ON s.run_id = c.run_id AND s.id = c.step_id"
 		" WHERE c.run_id = ?1 ORDER BY s.pos, c.pos",
@@ -1104,6 +1106,11 @@ static int insert_step_specs(struct state *st, int64_t run_id,
 			bind_int(s, 8, in->artifact, &rc);
 		else
 			bind_null(s, 8, &rc);
+		bind_text(s, 9, in->edge_role, &rc);
+		if (in->has_weight)
+			bind_double(s, 10, in->weight, &rc);
+		else
+			bind_null(s, 10, &rc);
 		ret = exec_done(st, s, rc, err, "insert input of step '%s'", sp->id);
 		if (ret)
 			break;
@@ -1490,6 +1497,9 @@ static void add_input(struct step *sp, sqlite3_stmt *s)
 	in->from_output = col_str(s, 3);
 	in->ref = col_str(s, 4);
 	in->artifact = sqlite3_column_int64(s, 5);
+	in->edge_role = col_str(s, 6);
+	in->has_weight = sqlite3_column_type(s, 7) != SQLITE_NULL;
+	in->weight = sqlite3_column_double(s, 7);
 }
 
 static void add_after(struct step *sp, sqlite3_stmt *s)

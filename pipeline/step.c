@@ -49,6 +49,7 @@ void step_clear(struct step *s)
 		free(s->inputs[i].from_step);
 		free(s->inputs[i].from_output);
 		free(s->inputs[i].ref);
+		free(s->inputs[i].edge_role);
 	}
 	free(s->inputs);
 	for (size_t i = 0; i < s->noutputs; i++) {
@@ -92,6 +93,9 @@ void step_copy(struct step *d, const struct step *s)
 		d->inputs[i].from_output = dup0(s->inputs[i].from_output);
 		d->inputs[i].ref = dup0(s->inputs[i].ref);
 		d->inputs[i].artifact = s->inputs[i].artifact;
+		d->inputs[i].edge_role = dup0(s->inputs[i].edge_role);
+		d->inputs[i].has_weight = s->inputs[i].has_weight;
+		d->inputs[i].weight = s->inputs[i].weight;
 	}
 	d->noutputs = s->noutputs;
 	d->outputs = xcalloc(s->noutputs, sizeof(*d->outputs));

@@ -35,6 +35,11 @@ struct step_input {
 	char *from_output; /* output name of that step, "model"; NULL for an artifact */
 	char *ref;         /* "@REF" inputs: the REF as written (base-model@2) */
 	int64_t artifact;  /* ... resolved when the run is recorded (catalog id) */
+	/* How the output's lineage names this parent, when not by the role:
+	 * a merge's models are all "merge-input", each with its weight. */
+	char *edge_role;   /* NULL: the role */
+	int has_weight;
+	double weight;
 };
 
 struct step_output {

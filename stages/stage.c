@@ -14,12 +14,15 @@
 #include "base/err.h"
 #include "base/util.h"
 #include "stages/exec.h"
+#include "stages/merge.h"
 
 static const struct stage_kind kinds[] = {
 	{ "exec", exec_expand },
+	{ "merge", merge_expand },
 };
 static const char *const kind_names[] = {
 	"exec",
+	"merge",
 };
 #define NKINDS (sizeof(kinds) / sizeof(*kinds))
 _Static_assert(sizeof(kinds) / sizeof(*kinds) ==

@@ -338,7 +338,7 @@ static void test_recipe__rejects_unknown_kind(void **state)
 	assert_string_equal(BAD(one_stage("\"command\": [\"x\"]}, {\"id\": \"b\", \"kind\": \"exce\"")),
 			    F ": stages[1] (\"b\").kind: unknown kind 'exce' (did you mean 'exec'?)");
 	assert_string_equal(BAD(one_stage("\"command\": [\"x\"]}, {\"id\": \"b\", \"kind\": \"pretrain-xl\"")),
-			    F ": stages[1] (\"b\").kind: unknown kind 'pretrain-xl' (known kinds: exec)");
+			    F ": stages[1] (\"b\").kind: unknown kind 'pretrain-xl' (known kinds: exec, merge)");
 	assert_string_equal(BAD("{\"name\": \"x\", \"stages\": [{\"id\": \"a\"}]}"),
 			    F ": stages[0] (\"a\"): missing field 'kind'");
 	assert_string_equal(BAD("{\"name\": \"x\", \"stages\": [{\"id\": \"a\", \"kind\": [\"exec\"]}]}"),
