@@ -114,6 +114,7 @@ bench: all
 	sh bench/dag/run.sh
 	sh bench/ingest/run.sh
 	sh bench/lineage/run.sh
+	sh bench/merge/run.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/libexec/anneal

@@ -32,6 +32,7 @@ static const struct command {
 	{ "export", cmd_export, "write an artifact and its lineage to a tar.zst bundle" },
 	{ "import", cmd_import, "verify and import a bundle written by export" },
 	{ "audit", cmd_audit, "check every stored byte and lineage record" },
+	{ "merge", cmd_merge, "merge checkpoints (linear, ties, dare, slerp, ...)" },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(*commands))
 
