@@ -418,18 +418,6 @@ void merge_spec_params(const struct merge_spec *s, const char *name,
 	}
 }
 
-/* The shortest "%g" that reads back as the same double. */
-static void add_number(struct buf *b, double d)
-{
-	char tmp[40];
-	for (int prec = 1; prec <= 17; prec++) {
-		snprintf(tmp, sizeof(tmp), "%.*g", prec, d);
-		if (strtod(tmp, NULL) == d)
-			break;
-	}
-	buf_adds(b, tmp);
-}
-
 static void describe_params(struct buf *b, const struct merge_params *p,
 			    unsigned mask)
 {
@@ -440,13 +428,13 @@ static void describe_params(struct buf *b, const struct merge_params *p,
 		buf_printf(b, "%s%s=", sep, param_names[id]);
 		sep = " ";
 		switch (id) {
-		case P_LAMBDA: add_number(b, p->lambda); break;
-		case P_DENSITY: add_number(b, p->density); break;
+		case P_LAMBDA: buf_add_num(b, p->lambda); break;
+		case P_DENSITY: buf_add_num(b, p->density); break;
 		case P_T:
 			if (isnan(p->t))
 				buf_adds(b, "unset");
 			else
-				add_number(b, p->t);
+				buf_add_num(b, p->t);
 			break;
 		case P_NORMALIZE:
 			buf_adds(b, p->normalize ? "true" : "false");

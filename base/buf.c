@@ -142,6 +142,18 @@ void buf_printf(struct buf *b, const char *fmt, ...)
 	b->len += (size_t)n;
 }
 
+void buf_add_num(struct buf *b, double v)
+{
+	char tmp[40];
+
+	for (int prec = 1; prec <= 17; prec++) {
+		snprintf(tmp, sizeof(tmp), "%.*g", prec, v);
+		if (strtod(tmp, NULL) == v)
+			break;
+	}
+	buf_adds(b, tmp);
+}
+
 void buf_add_json_str(struct buf *b, const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;

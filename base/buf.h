@@ -26,6 +26,9 @@ void buf_adds(struct buf *b, const char *s);
 void buf_addc(struct buf *b, char c);
 void buf_printf(struct buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* Appends v in the shortest "%g" form that reads back as the same double
+ * (3, 0.1, 1795920164.9282203): valid JSON for finite v. */
+void buf_add_num(struct buf *b, double v);
 /* Appends s as a JSON string literal, quotes included. */
 void buf_add_json_str(struct buf *b, const char *s);
 /* Returns the string and leaves b empty; caller frees. */

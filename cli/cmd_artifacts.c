@@ -51,14 +51,6 @@ static void label(const struct artifact_info *a, char *out, size_t size)
 		snprintf(out, size, "(%s %.12s)", artifact_kind_name(a->kind), a->digest);
 }
 
-static void json_num(struct buf *b, double v)
-{
-	if (v == (double)(long long)v && v > -1e15 && v < 1e15)
-		buf_printf(b, "%lld", (long long)v);
-	else
-		buf_printf(b, "%.17g", v);
-}
-
 static void json_artifact(struct buf *b, const struct artifact_info *a,
 			  const struct metric *m, size_t nm)
 {
@@ -76,7 +68,7 @@ static void json_artifact(struct buf *b, const struct artifact_info *a,
 	buf_printf(b, ",\"type\":\"%s\",\"digest\":\"%s\",\"lineage_digest\":\"%s\","
 		   "\"bytes\":%" PRIu64 ",\"files\":%" PRIu64 ",\"created\":",
 		   artifact_type_name(a->type), a->digest, a->lineage, a->bytes, a->files);
-	json_num(b, a->created);
+	buf_add_num(b, a->created);
 	buf_adds(b, ",\"run\":");
 	if (a->run_id)
 		buf_printf(b, "%" PRId64, a->run_id);
@@ -111,7 +103,7 @@ static void json_artifact(struct buf *b, const struct artifact_info *a,
 			buf_addc(b, ',');
 		buf_add_json_str(b, m[i].name);
 		buf_addc(b, ':');
-		json_num(b, m[i].value);
+		buf_add_num(b, m[i].value);
 	}
 	buf_addc(b, '}');
 }
@@ -290,7 +282,7 @@ int cmd_show(struct cli *cli, int argc, char **argv)
 			buf_add_json_str(&b, e[i].role);
 			if (e[i].has_weight) {
 				buf_adds(&b, ",\"weight\":");
-				json_num(&b, e[i].weight);
+				buf_add_num(&b, e[i].weight);
 			}
 			buf_printf(&b, ",\"id\":%" PRId64 ",\"ref\":", p.id);
 			if (p.name)

@@ -187,8 +187,10 @@ int cmd_lineage(struct cli *cli, int argc, char **argv)
 			buf_printf(&b, "%s{\"child\":%" PRId64 ",\"parent\":%" PRId64 ",\"role\":",
 				   i ? "," : "", g.e[i].child, g.e[i].parent);
 			buf_add_json_str(&b, g.e[i].role);
-			if (g.e[i].has_weight)
-				buf_printf(&b, ",\"weight\":%.17g", g.e[i].weight);
+			if (g.e[i].has_weight) {
+				buf_adds(&b, ",\"weight\":");
+				buf_add_num(&b, g.e[i].weight);
+			}
 			buf_printf(&b, ",\"depth\":%d}", g.e[i].depth);
 		}
 		buf_adds(&b, "]}\n");

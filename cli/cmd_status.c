@@ -18,14 +18,6 @@
 #include "pipeline/state.h"
 #include "pipeline/workspace.h"
 
-static void add_num(struct buf *b, double v)
-{
-	if (v == (double)(long long)v && v > -1e15 && v < 1e15)
-		buf_printf(b, "%lld", (long long)v);
-	else
-		buf_printf(b, "%.17g", v);
-}
-
 static double step_duration(const struct step_info *si)
 {
 	if (si->started <= 0)
@@ -45,10 +37,10 @@ static void print_json(const struct run_info *ri, int driver_alive,
 	buf_adds(&b, ",\"recipe\":");
 	buf_add_json_str(&b, ri->recipe_path ? ri->recipe_path : "");
 	buf_printf(&b, ",\"recipe_digest\":\"%s\",\"created\":", ri->recipe_digest ? ri->recipe_digest : "");
-	add_num(&b, ri->created);
+	buf_add_num(&b, ri->created);
 	buf_adds(&b, ",\"finished\":");
 	if (ri->finished > 0)
-		add_num(&b, ri->finished);
+		buf_add_num(&b, ri->finished);
 	else
 		buf_adds(&b, "null");
 	buf_printf(&b, ",\"driver_pid\":%d,\"driver_alive\":%s,\"steps\":[", ri->driver_pid,
@@ -60,7 +52,7 @@ static void print_json(const struct run_info *ri, int driver_alive,
 		buf_printf(&b, ",\"state\":\"%s\",\"attempts\":%d,\"retries_used\":%d",
 			   step_state_name(s->state), s->attempts, s->retries_used);
 		buf_adds(&b, ",\"duration\":");
-		add_num(&b, step_duration(s));
+		buf_add_num(&b, step_duration(s));
 		buf_adds(&b, ",\"handle\":");
 		if (s->last_handle)
 			buf_add_json_str(&b, s->last_handle);
@@ -80,14 +72,14 @@ static void print_json(const struct run_info *ri, int driver_alive,
 			buf_adds(&b, ",\"metric\":{\"name\":");
 			buf_add_json_str(&b, s->metric_name);
 			buf_adds(&b, ",\"value\":");
-			add_num(&b, s->metric_value);
+			buf_add_num(&b, s->metric_value);
 			buf_addc(&b, '}');
 		}
 		if (s->progress_total > 0 || s->progress_done > 0) {
 			buf_adds(&b, ",\"progress\":{\"done\":");
-			add_num(&b, s->progress_done);
+			buf_add_num(&b, s->progress_done);
 			buf_adds(&b, ",\"total\":");
-			add_num(&b, s->progress_total);
+			buf_add_num(&b, s->progress_total);
 			buf_addc(&b, '}');
 		}
 		if (s->last_error) {

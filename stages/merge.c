@@ -221,13 +221,7 @@ int merge_expand(const struct stage_ctx *ctx, const struct jnode *obj, const cha
 			goto done;
 		buf_reset(&b);
 		buf_printf(&b, "${inputs.%s}:", role);
-		{
-			struct jnode wn = { .type = J_NUMBER, .num = weight,
-					    .is_int = weight == (double)(long long)weight &&
-						      fabs(weight) < 1e15,
-					    .inum = (long long)weight };
-			json_write(&b, &wn);
-		}
+		buf_add_num(&b, weight);
 		push(&argv, "--model");
 		push(&argv, buf_str(&b));
 	}
