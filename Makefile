@@ -40,20 +40,39 @@ CFLAGS ?= $(OPT)
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -I. $(PKG_CFLAGS) -MMD -MP
 ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS) -pthread
 
-LIB_SRC := $(wildcard base/*.c pipeline/*.c stages/*.c artifacts/*.c runners/*.c)
+LIB_SRC := $(wildcard base/*.c pipeline/*.c stages/*.c artifacts/*.c runners/*.c) engine/config.c
 LIB_SRC := $(filter-out runners/shim.c,$(LIB_SRC))
+# The reference engine (bin/anneal-engine): its numerics are built with
+# -O3 (vectorised loops) and -ffp-contract=off (no fused multiply-add), so
+# that the same inputs give the same bits whatever the CPU.
+ENGINE_SRC := $(filter-out engine/config.c engine/main.c,$(wildcard engine/*.c))
+ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
+ENGINE_OPT := $(if $(filter 1,$(SAN)),,-O3) -ffp-contract=off -fno-math-errno
 CLI_SRC := $(wildcard cli/*.c)
 TEST_SRC := $(wildcard tests/*/test_*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+ENGINE_TEST_BIN := $(filter $(BUILD)/tests/engine/%,$(TEST_BIN))
 
 .PHONY: all deps demo test unit e2e install clean bench check-warnings
-all: $(BIN)/anneal $(BIN)/anneal-shim
+all: $(BIN)/anneal $(BIN)/anneal-shim $(BIN)/anneal-engine
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/engine/%.o: engine/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ENGINE_OPT) -c $< -o $@
+
+$(BUILD)/libengine.a: $(ENGINE_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BIN)/anneal-engine: $(BUILD)/engine/main.o $(BUILD)/libengine.a $(BUILD)/libanneal.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(BUILD)/engine/main.o $(BUILD)/libengine.a $(BUILD)/libanneal.a $(PKG_LIBS)
 
 $(BUILD)/libanneal.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -72,6 +91,10 @@ $(BIN)/anneal-shim: runners/shim.c
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libanneal.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libanneal.a $(PKG_LIBS) $(TEST_LIBS)
+
+$(BUILD)/tests/engine/%: tests/engine/%.c $(BUILD)/libengine.a $(BUILD)/libanneal.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libengine.a $(BUILD)/libanneal.a $(PKG_LIBS) $(TEST_LIBS)
 
 # deps: check the libraries; as root on Debian/Ubuntu install what is missing.
 deps:
@@ -101,7 +124,7 @@ unit: $(TEST_BIN)
 		echo "== $$t"; $(SAN_ENV) $$t || fail=1; \
 	done; exit $$fail
 
-e2e: $(BIN)/anneal $(BIN)/anneal-shim
+e2e: $(BIN)/anneal $(BIN)/anneal-shim $(BIN)/anneal-engine
 	@$(SAN_ENV) ANNEAL_BIN=$(CURDIR)/$(BIN)/anneal SAN=$(SAN) sh tests/e2e/run-all.sh
 
 test: deps
@@ -120,11 +143,12 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/libexec/anneal
 	install -m 755 bin/anneal $(DESTDIR)$(PREFIX)/bin/anneal
 	install -m 755 bin/anneal-shim $(DESTDIR)$(PREFIX)/libexec/anneal/anneal-shim
+	install -m 755 bin/anneal-engine $(DESTDIR)$(PREFIX)/bin/anneal-engine
 
 clean:
 	rm -rf build build-san build-fuzz bin
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(ENGINE_OBJ:.o=.d) $(BUILD)/engine/main.d
 
 # ---- fuzz: libFuzzer targets (clang) ----
 #   make fuzz                   each tests/fuzz/fuzz_*.c for FUZZ_SECONDS (60)

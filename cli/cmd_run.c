@@ -369,6 +369,12 @@ int cmd_run(struct cli *cli, int argc, char **argv)
 	}
 	/* Everything that can be refused is refused before anything is written. */
 	rc = recipe_load(argv[optind], &ro.sets, &r, &err);
+	if (!rc && r->runner) {
+		const struct jnode *t = r->runner->type == J_OBJECT ? json_get(r->runner, "type") : r->runner;
+		if (strcmp(t->str, "local"))
+			rc = err_set(&err, ERR_INVALID, "%s: runner '%s' is not available in this build of anneal (only 'local')",
+				     r->path, t->str);
+	}
 	if (rc) {
 		rc = cli_fail(&err);
 		goto done;

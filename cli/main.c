@@ -33,6 +33,7 @@ static const struct command {
 	{ "import", cmd_import, "verify and import a bundle written by export" },
 	{ "audit", cmd_audit, "check every stored byte and lineage record" },
 	{ "merge", cmd_merge, "merge checkpoints (linear, ties, dare, slerp, ...)" },
+	{ "report", cmd_report, "eval scores of every checkpoint a run evaluated" },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(*commands))
 

@@ -28,9 +28,71 @@
 #define PATH_SHOW_MAX 512
 
 static const char *const top_fields[] = {
-	"name", "params", "stages", "engine", "resources",
+	"name", "params", "stages", "engine", "resources", "runner",
 };
 #define NTOP (sizeof(top_fields) / sizeof(*top_fields))
+
+/* "runner": "local" | "slurm" | {"type": "slurm", "partition": ..., ...}:
+ * where steps run (runners/). Checked here; the CLI's --runner wins. */
+static int check_runner(const struct jnode *v, struct err *err)
+{
+	static const char *const types[] = { "local", "slurm" };
+	static const char *const slurm_fields[] = {
+		"type", "partition", "account", "qos", "gres", "sbatch", "requeue",
+		"signal_grace", "shared_dir",
+	};
+	const struct jnode *t = v, *f;
+	int rc;
+
+	if (v->type == J_OBJECT) {
+		if ((rc = stage_check_fields(v, "runner", slurm_fields,
+					     sizeof(slurm_fields) / sizeof(*slurm_fields), err)))
+			return rc;
+		if (!(t = json_get(v, "type")))
+			return stage_err(err, "runner", "missing field 'type' (local or slurm)");
+	} else if (v->type != J_STRING) {
+		return stage_err(err, "runner", "must be \"local\", \"slurm\" or an object, not %s",
+				 json_type_name(v->type));
+	}
+	if (t->type != J_STRING || (strcmp(t->str, "local") && strcmp(t->str, "slurm"))) {
+		char show[JSON_SHOW_MAX];
+		const char *dym = t->type == J_STRING ? stage_suggest(t->str, types, 2) : NULL;
+		const char *w = t == v ? "runner" : "runner.type";
+
+		if (t->type != J_STRING)
+			return stage_want_type(t, J_STRING, w, err);
+		json_show(t->str, show, sizeof(show));
+		return dym ? stage_err(err, w, "unknown runner '%s' (did you mean '%s'?)", show, dym)
+			   : stage_err(err, w, "unknown runner '%s' (local or slurm)", show);
+	}
+	if (v->type != J_OBJECT)
+		return 0;
+	for (size_t i = 0; i < v->nkids; i++) {
+		char *path;
+
+		f = &v->kids[i];
+		path = stage_path("runner", f->key);
+		if (!strcmp(f->key, "sbatch")) {
+			rc = stage_want_type(f, J_ARRAY, path, err);
+			for (size_t k = 0; !rc && k < f->nkids; k++) {
+				char *ipath = xasprintf("%s[%zu]", path, k);
+				rc = stage_want_type(&f->kids[k], J_STRING, ipath, err);
+				free(ipath);
+			}
+		} else if (!strcmp(f->key, "requeue")) {
+			rc = stage_want_type(f, J_BOOL, path, err);
+		} else if (!strcmp(f->key, "signal_grace")) {
+			long long s;
+			rc = stage_get_timeout(f, path, &s, err);
+		} else {
+			rc = stage_want_type(f, J_STRING, path, err);
+		}
+		free(path);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
 
 /* ---- duplicate keys ---- */
 
@@ -417,10 +479,50 @@ static int resolve_input(const struct stages *s, struct step_input *in,
 	const struct stage_out *o;
 	const char **names;
 	const char *dym;
-	long t = stage_lookup(s, in->from_step);
+	char *stage = NULL, *want = NULL;
+	long t, k = 0;
 
-	if (t < 0)
-		return no_stage(s, where, in->from_step, err);
+	/* "STAGE[K].OUTPUT": iteration K's output, exported as "K.OUTPUT" */
+	const char *br = strchr(in->from_step, '[');
+	if (br) {
+		size_t n = strlen(br);
+		char *end;
+		k = br[1] >= '1' && br[1] <= '9' ? strtol(br + 1, &end, 10) : 0;
+
+		if (k <= 0 || n < 3 || end != br + n - 1 || *end != ']') {
+			json_show(in->from_step, show, sizeof(show));
+			return stage_err(err, where, "bad iteration in '%s' (write 'stage[N].output', N >= 1)",
+					 show);
+		}
+		stage = xstrndup(in->from_step, (size_t)(br - in->from_step));
+		want = xasprintf("%ld.%s", k, in->from_output);
+	}
+	t = stage_lookup(s, stage ? stage : in->from_step);
+	if (t < 0) {
+		int rc = no_stage(s, where, stage ? stage : in->from_step, err);
+		free(stage);
+		free(want);
+		return rc;
+	}
+	if (want) {
+		o = &s->outs[t];
+		for (size_t i = 0; i < o->nexports; i++)
+			if (!strcmp(o->exports[i].name, want)) {
+				free(in->from_step);
+				free(in->from_output);
+				in->from_step = xstrdup(o->exports[i].step);
+				in->from_output = xstrdup(o->exports[i].output);
+				free(stage);
+				free(want);
+				return 0;
+			}
+		json_show(in->from_output, show, sizeof(show));
+		int rc = stage_err(err, where, "stage '%s' has no output '%s' for iteration %ld",
+				   s->ids[t], show, k);
+		free(stage);
+		free(want);
+		return rc;
+	}
 	o = &s->outs[t];
 	for (size_t i = 0; i < o->nexports; i++)
 		if (!strcmp(o->exports[i].name, in->from_output)) {
@@ -635,6 +737,13 @@ static int parse_top(struct recipe *r, const struct jnode *doc,
 		free(r->engine->key);
 		r->engine->key = NULL;
 	}
+	if ((v = json_get(doc, "runner"))) {
+		if ((rc = check_runner(v, err)))
+			return rc;
+		r->runner = json_clone(v);
+		free(r->runner->key);
+		r->runner->key = NULL;
+	}
 	r->defaults.cpus = 1;
 	if ((v = json_get(doc, "resources")) &&
 	    (rc = stage_get_resources(v, "resources", &r->defaults, err)))
@@ -742,6 +851,7 @@ void recipe_free(struct recipe *r)
 	json_free(r->params);
 	free(r->params_json);
 	json_free(r->engine);
+	json_free(r->runner);
 	for (size_t i = 0; i < r->nsteps; i++)
 		step_clear(&r->steps[i]);
 	free(r->steps);

@@ -30,7 +30,8 @@ struct recipe {
 	char digest[DIGEST_HEX_LEN + 1];  /* SHA-256 of text */
 	struct jnode *params;   /* object, with --set applied; never NULL */
 	char *params_json;      /* json_write(params): what ANNEAL_PARAMS holds */
-	struct jnode *engine;   /* top-level "engine" or NULL (later stage kinds) */
+	struct jnode *engine;   /* top-level "engine" or NULL (training kinds) */
+	struct jnode *runner;   /* top-level "runner" (checked) or NULL */
 	struct resources defaults;  /* top-level "resources": per-step defaults */
 	struct step *steps;
 	size_t nsteps;

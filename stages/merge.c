@@ -78,41 +78,44 @@ static int params_text(const struct jnode *obj, const char *where, struct buf *o
 	return rc;
 }
 
-/* An input: "STAGE.OUTPUT" or "@REF". */
-static int add_input(struct step *st, struct stage_out *out, const struct jnode *v,
-		     const char *where, const char *role, const char *edge_role,
-		     int has_weight, double weight, struct err *err)
+/* An input: the user's "STAGE.OUTPUT" or "@REF", or a link to a step of
+ * the same stage (distill's merges). */
+static int add_input(struct step *st, struct stage_out *out,
+		     const struct merge_source *src, const char *role,
+		     const char *edge_role, int has_weight, double weight,
+		     struct err *err)
 {
 	struct step_input *in;
 	const char *dot;
-	int rc = stage_want_type(v, J_STRING, where, err);
+	int rc = 0;
 
-	if (rc)
-		return rc;
 	st->inputs = xrealloc(st->inputs, (st->ninputs + 1) * sizeof(*st->inputs));
 	in = &st->inputs[st->ninputs];
 	memset(in, 0, sizeof(*in));
-	if (v->str[0] == '@') {
-		if (!v->str[1])
-			return stage_err(err, where, "must be 'stage.output' or '@ARTIFACT', not '@'");
-		in->ref = xstrdup(v->str + 1);
+	if (!src->text) {
+		in->from_step = xstrdup(src->link_step);
+		in->from_output = xstrdup(src->link_output ? src->link_output : "model");
+	} else if (src->text[0] == '@') {
+		if (!src->text[1])
+			return stage_err(err, src->where, "must be 'stage.output' or '@ARTIFACT', not '@'");
+		in->ref = xstrdup(src->text + 1);
 	} else {
-		dot = strchr(v->str, '.');
-		if (!dot || dot == v->str || !dot[1]) {
+		dot = strchr(src->text, '.');
+		if (!dot || dot == src->text || !dot[1]) {
 			char show[JSON_SHOW_MAX];
-			return stage_err(err, where, "must be 'stage.output' or '@ARTIFACT', not '%s'",
-					 json_show(v->str, show, sizeof(show)));
+			return stage_err(err, src->where, "must be 'stage.output' or '@ARTIFACT', not '%s'",
+					 json_show(src->text, show, sizeof(show)));
 		}
-		in->from_step = xstrndup(v->str, (size_t)(dot - v->str));
+		in->from_step = xstrndup(src->text, (size_t)(dot - src->text));
 		in->from_output = xstrdup(dot + 1);
-		stage_out_add_ref(out, out->nsteps, 0, st->ninputs, where);
+		stage_out_add_ref(out, out->nsteps, 0, st->ninputs, src->where);
 	}
 	in->role = xstrdup(role);
 	in->edge_role = xstrdup(edge_role);
 	in->has_weight = has_weight;
 	in->weight = weight;
 	st->ninputs++;
-	return 0;
+	return rc;
 }
 
 static void push(struct strv *argv, const char *s)
@@ -120,23 +123,22 @@ static void push(struct strv *argv, const char *s)
 	strv_push(argv, s);
 }
 
-int merge_expand(const struct stage_ctx *ctx, const struct jnode *obj, const char *id,
-		 const char *where, struct stage_out *out, struct err *err)
+int merge_build(const struct stage_ctx *ctx, const struct jnode *obj,
+		const char *where, const struct merge_source *base,
+		const struct merge_source *models, size_t nmodels,
+		struct step *st, struct stage_out *out, struct err *err)
 {
-	struct step st = { 0 };
 	struct strv argv = STRV_INIT, params = STRV_INIT;
 	struct merge_spec *spec = NULL;
 	enum merge_method method;
-	const struct jnode *v, *models;
+	const struct jnode *v;
 	char *path = NULL, *self = NULL;
 	struct buf b = BUF_INIT;
 	long long seed = 0;
 	int rc;
 
+	(void)ctx;
 	buf_init(&b);
-	rc = stage_check_fields(obj, where, fields, NFIELDS, err);
-	if (rc)
-		goto done;
 	if (!(v = json_get(obj, "method"))) {
 		rc = stage_err(err, where, "missing field 'method'");
 		goto done;
@@ -149,22 +151,14 @@ int merge_expand(const struct stage_ctx *ctx, const struct jnode *obj, const cha
 		goto done;
 	}
 	spec = merge_spec_new(method);
-	st.id = xstrdup(id);
-	st.kind = xstrdup("merge");
-	st.stage = xstrdup(id);
-	st.res = ctx->defaults;
-	st.retry.backoff_s = 1.0;
-
 	self = fs_self_dir();
 	push(&argv, "");   /* argv[0], set below */
 	push(&argv, "merge");
 	push(&argv, "--method");
 	push(&argv, v->str);
 
-	if ((v = json_get(obj, "base"))) {
-		free(path);
-		path = stage_path(where, "base");
-		if ((rc = add_input(&st, out, v, path, "base", "base", 0, 0, err)))
+	if (base) {
+		if ((rc = add_input(st, out, base, "base", "base", 0, 0, err)))
 			goto done;
 		push(&argv, "--base");
 		push(&argv, "${inputs.base}");
@@ -173,55 +167,17 @@ int merge_expand(const struct stage_ctx *ctx, const struct jnode *obj, const cha
 			       merge_method_name(method));
 		goto done;
 	}
-	if (!(models = json_get(obj, "models"))) {
-		rc = stage_err(err, where, "missing field 'models'");
-		goto done;
-	}
-	free(path);
-	path = stage_path(where, "models");
-	if ((rc = stage_want_type(models, J_ARRAY, path, err)))
-		goto done;
-	if (!models->nkids) {
-		rc = stage_err(err, path, "must name at least one model");
-		goto done;
-	}
-	for (size_t i = 0; i < models->nkids; i++) {
-		const struct jnode *m = &models->kids[i], *from = m, *w = NULL;
-		char *mpath = xasprintf("%s[%zu]", path, i);
+	for (size_t i = 0; i < nmodels; i++) {
 		char role[32];
-		double weight = 1.0;
 
-		if (m->type == J_OBJECT) {
-			static const char *const mf[] = { "from", "weight" };
-			rc = stage_check_fields(m, mpath, mf, 2, err);
-			from = json_get(m, "from");
-			w = json_get(m, "weight");
-			if (!rc && !from)
-				rc = stage_err(err, mpath, "missing field 'from'");
-			if (!rc && w) {
-				char *wpath = stage_path(mpath, "weight");
-				if (w->type != J_NUMBER || !isfinite(w->num) || fabs(w->num) > 1e6)
-					rc = stage_err(err, wpath, "must be a finite number, not %s",
-						       w->type == J_NUMBER ? "that" : json_type_name(w->type));
-				else
-					weight = w->num;
-				free(wpath);
-			}
-			if (!rc) {
-				char *fpath = stage_path(mpath, "from");
-				free(mpath);
-				mpath = fpath;
-			}
-		}
 		snprintf(role, sizeof(role), "model_%zu", i + 1);
-		if (!rc)
-			rc = add_input(&st, out, from, mpath, role, "merge-input", 1, weight, err);
-		free(mpath);
+		rc = add_input(st, out, &models[i], role, "merge-input", 1,
+			       models[i].weight, err);
 		if (rc)
 			goto done;
 		buf_reset(&b);
 		buf_printf(&b, "${inputs.%s}:", role);
-		buf_add_num(&b, weight);
+		buf_add_num(&b, models[i].weight);
 		push(&argv, "--model");
 		push(&argv, buf_str(&b));
 	}
@@ -290,90 +246,134 @@ int merge_expand(const struct stage_ctx *ctx, const struct jnode *obj, const cha
 		rc = err_prefix(err, "%s", where);
 		goto done;
 	}
-	if ((v = json_get(obj, "after"))) {
-		free(path);
-		path = stage_path(where, "after");
-		if ((rc = stage_want_type(v, J_ARRAY, path, err)))
-			goto done;
-		st.after = xcalloc(v->nkids + 1, sizeof(char *));
-		for (size_t i = 0; i < v->nkids; i++) {
-			char *apath = xasprintf("%s[%zu]", path, i);
-			rc = stage_want_type(&v->kids[i], J_STRING, apath, err);
-			if (!rc) {
-				st.after[st.nafter] = xstrdup(v->kids[i].str);
-				stage_out_add_ref(out, out->nsteps, 1, st.nafter, apath);
-				st.nafter++;
-			}
-			free(apath);
-			if (rc)
-				goto done;
-		}
-	}
-	if ((v = json_get(obj, "resources"))) {
-		free(path);
-		path = stage_path(where, "resources");
-		if ((rc = stage_get_resources(v, path, &st.res, err)))
-			goto done;
-	}
-	if ((v = json_get(obj, "retries"))) {
-		free(path);
-		path = stage_path(where, "retries");
-		if ((rc = stage_get_retries(v, path, &st.retry, err)))
-			goto done;
-	}
-	if ((v = json_get(obj, "timeout"))) {
-		free(path);
-		path = stage_path(where, "timeout");
-		if ((rc = stage_get_timeout(v, path, &st.timeout_s, err)))
-			goto done;
-	}
-	st.outputs = xcalloc(1, sizeof(*st.outputs));
-	st.outputs[0].name = xstrdup("model");
-	st.outputs[0].type = ART_CHECKPOINT;
-	if ((v = json_get(obj, "name"))) {
-		free(path);
-		path = stage_path(where, "name");
-		if ((rc = stage_want_type(v, J_STRING, path, err)))
-			goto done;
-		if (!artifact_name_valid(v->str)) {
-			rc = stage_err(err, path, "invalid artifact name (1 to 128 letters, digits, '_', '-' or '.'; no '@' or '/')");
-			goto done;
-		}
-		st.outputs[0].artifact = xstrdup(v->str);
-	} else {
-		st.outputs[0].artifact = xasprintf("%s.model", id);
-	}
-	st.noutputs = 1;
+	st->outputs = xrealloc(st->outputs, (st->noutputs + 1) * sizeof(*st->outputs));
+	memset(&st->outputs[st->noutputs], 0, sizeof(*st->outputs));
+	st->outputs[st->noutputs].name = xstrdup("model");
+	st->outputs[st->noutputs].type = ART_CHECKPOINT;
+	st->noutputs++;
 	push(&argv, "--threads");
-	strv_push_owned(&argv, xasprintf("%d", st.res.cpus > 0 ? st.res.cpus : 1));
+	strv_push_owned(&argv, xasprintf("%d", st->res.cpus > 0 ? st->res.cpus : 1));
 	push(&argv, "-o");
 	push(&argv, "${outputs.model}");
 	/* The merge runs as anneal itself: its binary is the engine whose
 	 * content the cache key covers. */
 	free(argv.v[0]);
 	argv.v[0] = self ? fs_join(self, "anneal") : xstrdup("anneal");
-	st.argc = argv.n;
-	st.argv = argv.v;
+	st->argc = argv.n;
+	st->argv = argv.v;
 	argv.v = NULL;
 	argv.n = argv.cap = 0;
-	st.params_json = xstrdup("{}");
-
-	out->exports = xrealloc(out->exports, (out->nexports + 1) * sizeof(*out->exports));
-	out->exports[out->nexports].name = xstrdup("model");
-	out->exports[out->nexports].step = xstrdup(id);
-	out->exports[out->nexports].output = xstrdup("model");
-	out->exports[out->nexports].type = ART_CHECKPOINT;
-	out->nexports++;
-	out->steps = xrealloc(out->steps, (out->nsteps + 1) * sizeof(*out->steps));
-	out->steps[out->nsteps++] = st;
-	memset(&st, 0, sizeof(st));
+	free(st->params_json);
+	st->params_json = xstrdup("{}");
 done:
-	step_clear(&st);
 	strv_free(&argv);
 	strv_free(&params);
 	merge_spec_free(spec);
 	buf_free(&b);
 	free(path);
 	free(self);
+	return rc;
+}
+
+int merge_expand(const struct stage_ctx *ctx, const struct jnode *obj, const char *id,
+		 const char *where, struct stage_out *out, struct err *err)
+{
+	struct step st = { 0 };
+	struct merge_source base = { 0 }, *models = NULL;
+	struct strv paths = STRV_INIT;
+	const struct jnode *v, *list;
+	char *path = NULL;
+	size_t nmodels = 0;
+	int rc;
+
+	rc = stage_check_fields(obj, where, fields, NFIELDS, err);
+	if (rc)
+		goto done;
+	st.id = xstrdup(id);
+	st.kind = xstrdup("merge");
+	st.stage = xstrdup(id);
+	st.res = ctx->defaults;
+	st.retry.backoff_s = 1.0;
+	if ((rc = stage_get_common(obj, where, &st, out, err)))
+		goto done;
+	if ((v = json_get(obj, "base"))) {
+		path = stage_path(where, "base");
+		if ((rc = stage_want_type(v, J_STRING, path, err)))
+			goto done;
+		strv_push(&paths, path);
+		base.text = v->str;
+		base.where = paths.v[paths.n - 1];
+	}
+	if (!json_get(obj, "method")) {
+		rc = stage_err(err, where, "missing field 'method'");
+		goto done;
+	}
+	if (!(list = json_get(obj, "models"))) {
+		rc = stage_err(err, where, "missing field 'models'");
+		goto done;
+	}
+	free(path);
+	path = stage_path(where, "models");
+	if ((rc = stage_want_type(list, J_ARRAY, path, err)))
+		goto done;
+	if (!list->nkids) {
+		rc = stage_err(err, path, "must name at least one model");
+		goto done;
+	}
+	models = xcalloc(list->nkids, sizeof(*models));
+	for (size_t i = 0; i < list->nkids; i++) {
+		const struct jnode *m = &list->kids[i], *from = m, *w = NULL;
+		char *mpath = xasprintf("%s[%zu]", path, i);
+		double weight = 1.0;
+
+		if (m->type == J_OBJECT) {
+			static const char *const mf[] = { "from", "weight" };
+			rc = stage_check_fields(m, mpath, mf, 2, err);
+			from = json_get(m, "from");
+			w = json_get(m, "weight");
+			if (!rc && !from)
+				rc = stage_err(err, mpath, "missing field 'from'");
+			if (!rc && w) {
+				char *wpath = stage_path(mpath, "weight");
+				rc = stage_get_weight(w, wpath, &weight, err);
+				free(wpath);
+			}
+			if (!rc) {
+				char *fpath = stage_path(mpath, "from");
+				free(mpath);
+				mpath = fpath;
+			}
+		}
+		if (!rc)
+			rc = stage_want_type(from, J_STRING, mpath, err);
+		strv_push_owned(&paths, mpath);
+		if (rc)
+			goto done;
+		models[i].text = from->str;
+		models[i].where = paths.v[paths.n - 1];
+		models[i].weight = weight;
+		nmodels++;
+	}
+	rc = merge_build(ctx, obj, where, base.text ? &base : NULL, models, nmodels,
+			 &st, out, err);
+	if (rc)
+		goto done;
+	if ((v = json_get(obj, "name"))) {
+		free(path);
+		path = stage_path(where, "name");
+		if ((rc = stage_get_artifact_name(v, path, &st.outputs[0].artifact, err)))
+			goto done;
+	} else {
+		st.outputs[0].artifact = xasprintf("%s.model", id);
+	}
+	stage_out_export(out, "model", id, "model", ART_CHECKPOINT);
+	out->steps = xrealloc(out->steps, (out->nsteps + 1) * sizeof(*out->steps));
+	out->steps[out->nsteps++] = st;
+	memset(&st, 0, sizeof(st));
+done:
+	step_clear(&st);
+	strv_free(&paths);
+	free(models);
+	free(path);
 	return rc;
 }

@@ -5,6 +5,7 @@
  * A new kind is one file in stages/ plus one line in `kinds` below. */
 #include "stages/stage.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,14 +16,21 @@
 #include "base/util.h"
 #include "stages/exec.h"
 #include "stages/merge.h"
+#include "stages/train.h"
 
 static const struct stage_kind kinds[] = {
 	{ "exec", exec_expand },
+	{ "data", data_expand },
+	{ "pretrain", pretrain_expand },
+	{ "sft", sft_expand },
+	{ "distill", distill_expand },
 	{ "merge", merge_expand },
+	{ "rl", rl_expand },
+	{ "dual_sft", dual_sft_expand },
+	{ "eval", eval_expand },
 };
 static const char *const kind_names[] = {
-	"exec",
-	"merge",
+	"exec", "data", "pretrain", "sft", "distill", "merge", "rl", "dual_sft", "eval",
 };
 #define NKINDS (sizeof(kinds) / sizeof(*kinds))
 _Static_assert(sizeof(kinds) / sizeof(*kinds) ==
@@ -464,4 +472,87 @@ char *stage_params_subset(const struct jnode *params, const struct strv *used)
 	}
 	buf_addc(&b, '}');
 	return buf_detach(&b);
+}
+
+int stage_get_common(const struct jnode *obj, const char *where,
+		     struct step *st, struct stage_out *out, struct err *err)
+{
+	const struct jnode *v;
+	char *path = NULL;
+	int rc = 0;
+
+	if ((v = json_get(obj, "after"))) {
+		path = stage_path(where, "after");
+		rc = stage_want_type(v, J_ARRAY, path, err);
+		if (!rc) {
+			st->after = xcalloc(v->nkids + 1, sizeof(char *));
+			for (size_t i = 0; !rc && i < v->nkids; i++) {
+				char *apath = xasprintf("%s[%zu]", path, i);
+				rc = stage_want_type(&v->kids[i], J_STRING, apath, err);
+				if (!rc) {
+					st->after[st->nafter] = xstrdup(v->kids[i].str);
+					stage_out_add_ref(out, out->nsteps, 1, st->nafter, apath);
+					st->nafter++;
+				}
+				free(apath);
+			}
+		}
+		free(path);
+		path = NULL;
+	}
+	if (!rc && (v = json_get(obj, "resources"))) {
+		path = stage_path(where, "resources");
+		rc = stage_get_resources(v, path, &st->res, err);
+		free(path);
+		path = NULL;
+	}
+	if (!rc && (v = json_get(obj, "retries"))) {
+		path = stage_path(where, "retries");
+		rc = stage_get_retries(v, path, &st->retry, err);
+		free(path);
+		path = NULL;
+	}
+	if (!rc && (v = json_get(obj, "timeout"))) {
+		path = stage_path(where, "timeout");
+		rc = stage_get_timeout(v, path, &st->timeout_s, err);
+		free(path);
+	}
+	return rc;
+}
+
+int stage_get_weight(const struct jnode *v, const char *where, double *out,
+		     struct err *err)
+{
+	if (v->type != J_NUMBER || !isfinite(v->num) || fabs(v->num) > 1e6)
+		return stage_err(err, where, "must be a finite number, not %s",
+				 v->type == J_NUMBER ? "that" : json_type_name(v->type));
+	*out = v->num;
+	return 0;
+}
+
+int stage_get_artifact_name(const struct jnode *v, const char *where,
+			    char **out, struct err *err)
+{
+	char show[JSON_SHOW_MAX];
+	int rc = stage_want_type(v, J_STRING, where, err);
+
+	if (rc)
+		return rc;
+	if (!artifact_name_valid(v->str))
+		return stage_err(err, where,
+				 "invalid artifact name '%s' (1 to 128 letters, digits, '_', '-' or '.'; no '@' or '/')",
+				 json_show(v->str, show, sizeof(show)));
+	*out = xstrdup(v->str);
+	return 0;
+}
+
+void stage_out_export(struct stage_out *o, const char *name, const char *step,
+		      const char *output, enum artifact_type type)
+{
+	o->exports = xrealloc(o->exports, (o->nexports + 1) * sizeof(*o->exports));
+	o->exports[o->nexports].name = xstrdup(name);
+	o->exports[o->nexports].step = xstrdup(step);
+	o->exports[o->nexports].output = xstrdup(output);
+	o->exports[o->nexports].type = type;
+	o->nexports++;
 }

@@ -144,6 +144,24 @@ int stage_get_retries(const struct jnode *v, const char *where,
 int stage_get_timeout(const struct jnode *v, const char *where,
 		      long long *out, struct err *err);
 
+/* The fields every kind that runs steps accepts: "after" (stage ids,
+ * recorded as references of step out->nsteps), "resources", "retries",
+ * "timeout". Absent fields leave st as it is. */
+int stage_get_common(const struct jnode *obj, const char *where,
+		     struct step *st, struct stage_out *out, struct err *err);
+
+/* A merge weight: a finite number of magnitude <= 1e6. */
+int stage_get_weight(const struct jnode *v, const char *where, double *out,
+		     struct err *err);
+
+/* An artifact name (artifact_name_valid); *out malloc'd. */
+int stage_get_artifact_name(const struct jnode *v, const char *where,
+			    char **out, struct err *err);
+
+/* Appends an export: other stages' "STAGE.name" means step's output. */
+void stage_out_export(struct stage_out *o, const char *name, const char *step,
+		      const char *output, enum artifact_type type);
+
 /* Records that a step uses param path ("opt.lr" counts as "opt"). */
 void stage_param_use(struct strv *used, const char *path);
 /* Validates a "params" field: an array of existing param names, each

@@ -274,7 +274,7 @@ static void test_recipe__rejects_top_level_problems(void **state)
 	assert_string_equal(BAD(buf), F ": unknown field 'nme' (did you mean 'name'?)");
 	snprintf(buf, sizeof(buf), "{\"name\": \"x\", \"stages\": %s, \"zzz\": 1}", st);
 	assert_string_equal(BAD(buf),
-			    F ": unknown field 'zzz' (expected one of: name, params, stages, engine, resources)");
+			    F ": unknown field 'zzz' (expected one of: name, params, stages, engine, resources, runner)");
 	snprintf(buf, sizeof(buf), "{\"stages\": %s}", st);
 	assert_string_equal(BAD(buf), F ": missing field 'name'");
 	snprintf(buf, sizeof(buf), "{\"name\": \"\", \"stages\": %s}", st);
@@ -338,7 +338,9 @@ static void test_recipe__rejects_unknown_kind(void **state)
 	assert_string_equal(BAD(one_stage("\"command\": [\"x\"]}, {\"id\": \"b\", \"kind\": \"exce\"")),
 			    F ": stages[1] (\"b\").kind: unknown kind 'exce' (did you mean 'exec'?)");
 	assert_string_equal(BAD(one_stage("\"command\": [\"x\"]}, {\"id\": \"b\", \"kind\": \"pretrain-xl\"")),
-			    F ": stages[1] (\"b\").kind: unknown kind 'pretrain-xl' (known kinds: exec, merge)");
+			    F ": stages[1] (\"b\").kind: unknown kind 'pretrain-xl' (did you mean 'pretrain'?)");
+	assert_string_equal(BAD(one_stage("\"command\": [\"x\"]}, {\"id\": \"b\", \"kind\": \"finetune\"")),
+			    F ": stages[1] (\"b\").kind: unknown kind 'finetune' (known kinds: exec, data, pretrain, sft, distill, merge, rl, dual_sft, eval)");
 	assert_string_equal(BAD("{\"name\": \"x\", \"stages\": [{\"id\": \"a\"}]}"),
 			    F ": stages[0] (\"a\"): missing field 'kind'");
 	assert_string_equal(BAD("{\"name\": \"x\", \"stages\": [{\"id\": \"a\", \"kind\": [\"exec\"]}]}"),

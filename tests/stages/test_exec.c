@@ -81,7 +81,8 @@ static void test_exec__registry_lists_exec(void **state)
 	assert_true(n >= 1);
 	assert_string_equal(names[0], "exec");
 	assert_string_equal(stage_suggest("exce", names, n), "exec");
-	assert_null(stage_suggest("distill", names, n));
+	assert_string_equal(stage_suggest("distil", names, n), "distill");
+	assert_null(stage_suggest("finetune", names, n));
 	stage_out_clear(NULL);
 }
 
