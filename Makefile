@@ -110,11 +110,19 @@ deps:
 		exit 3; \
 	fi
 
-# The demo runs in this folder's workspace (.anneal/, git-ignored): a second
-# `make demo` shows every step cached; `bin/anneal status` shows the run.
+# The main job: the Pangu Embedded pipeline (recipes/pangu-embedded.json) on
+# the reference engine, in the demo workspace demo/ (git-ignored, created on
+# first use), then every checkpoint's eval scores and the final model's
+# lineage. A second `make demo` finds every step cached.
+DEMO_WS ?= demo
 demo: deps
 	@$(MAKE) --no-print-directory all
-	bin/anneal run recipes/demo.json
+	@mkdir -p $(DEMO_WS)
+	bin/anneal -C $(DEMO_WS) run recipes/pangu-embedded.json
+	@echo
+	bin/anneal -C $(DEMO_WS) report
+	@echo
+	bin/anneal -C $(DEMO_WS) lineage pangu-embedded
 
 # Any sanitizer report fails the test that triggered it.
 SAN_ENV := ASAN_OPTIONS=abort_on_error=0:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1

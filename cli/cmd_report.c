@@ -74,16 +74,22 @@ static double metric(const struct jnode *report, const char *mode, const char *k
 	return m && m->type == J_NUMBER ? m->num : -1;
 }
 
-static double bucket(const struct jnode *report, const char *mode, int digits)
+static double bucket_of(const struct jnode *report, const char *mode,
+			const char *what, int digits)
 {
 	const struct jnode *m = report ? json_get(report, "modes") : NULL;
 	char key[16];
 
 	snprintf(key, sizeof(key), "%d", digits);
 	m = m ? json_get(m, mode) : NULL;
-	m = m ? json_get(m, "buckets") : NULL;
+	m = m ? json_get(m, what) : NULL;
 	m = m ? json_get(m, key) : NULL;
 	return m && m->type == J_NUMBER ? m->num : -1;
+}
+
+static double bucket(const struct jnode *report, const char *mode, int digits)
+{
+	return bucket_of(report, mode, "buckets", digits);
 }
 
 /* v with `decimals` decimals (a percentage when pct), right-aligned in
@@ -241,6 +247,28 @@ static void print_text(const struct step *steps, size_t nsteps,
 				for (int d = 1; d <= digits; d++) {
 					buf_addc(&b, ' ');
 					cell(&b, bucket(rows[i].report, modes[m], d), 3, 0, 6);
+				}
+				buf_addc(&b, ' ');
+			}
+			buf_addc(&b, '\n');
+		}
+	}
+	if (digits > 0 && bucket_of(rows[n - 1].report, "slow", "buckets_length", 1) >= 0) {
+		buf_printf(&b, "\nmean length by digits %-*s slow", w - 22 > 0 ? w - 22 : 0, "");
+		buf_printf(&b, "%*s auto\n", 7 * digits - 4, "");
+		buf_printf(&b, "%-*s ", w, "checkpoint");
+		for (int m = 0; m < 2; m++) {
+			for (int d = 1; d <= digits; d++)
+				buf_printf(&b, " %5dd", d);
+			buf_addc(&b, ' ');
+		}
+		buf_addc(&b, '\n');
+		for (size_t i = 0; i < n; i++) {
+			buf_printf(&b, "%-*s ", w, rows[i].label);
+			for (int m = 1; m < 3; m++) {
+				for (int d = 1; d <= digits; d++) {
+					buf_addc(&b, ' ');
+					cell(&b, bucket_of(rows[i].report, modes[m], "buckets_length", d), 1, 0, 6);
 				}
 				buf_addc(&b, ' ');
 			}

@@ -32,6 +32,7 @@ struct tally {
 	double length;
 	long long bn[TASK_MAX_DIGITS + 1], bcorrect[TASK_MAX_DIGITS + 1],
 		bslow[TASK_MAX_DIGITS + 1];
+	double blength[TASK_MAX_DIGITS + 1];
 };
 
 static double ratio(long long a, long long b)
@@ -82,6 +83,7 @@ static int eval_mode(struct gen *g, const struct dataset *d, enum task_mode m,
 		t->bn[b]++;
 		t->bcorrect[b] += v.correct;
 		t->bslow[b] += v.chose_slow;
+		t->blength[b] += (double)n;
 	}
 	free(seqs);
 	free(len);
@@ -105,6 +107,15 @@ static void report_mode(struct buf *b, enum task_mode m, const struct tally *t)
 			continue;
 		buf_printf(b, "%s\"%d\": ", first ? "" : ", ", d);
 		num4(b, ratio(t->bcorrect[d], t->bn[d]));
+		first = 0;
+	}
+	buf_adds(b, "}, \"buckets_length\": {");
+	first = 1;
+	for (int d = 1; d <= TASK_MAX_DIGITS; d++) {
+		if (!t->bn[d])
+			continue;
+		buf_printf(b, "%s\"%d\": ", first ? "" : ", ", d);
+		num4(b, t->blength[d] / (double)t->bn[d]);
 		first = 0;
 	}
 	buf_adds(b, "}");
