@@ -234,7 +234,7 @@ assert_rc "eval again" 0 "$rc" ev2.log
 cmp -s rep1/report.json rep2/report.json || fail "eval: two reports differ"
 assert_eq "report: problems" 40 "$(jq_py rep1/report.json 'd["problems"]')"
 assert_eq "report: modes" '["fast", "slow", "auto"]' "$(jq_py rep1/report.json 'list(d["modes"])')"
-assert_eq "report: mode fields" '["accuracy", "mean_length", "well_formed", "buckets"]' \
+assert_eq "report: mode fields" '["accuracy", "mean_length", "well_formed", "buckets", "buckets_length"]' \
 	"$(jq_py rep1/report.json 'list(d["modes"]["fast"])')"
 assert_eq "report: buckets" '["1", "2"]' "$(jq_py rep1/report.json 'list(d["modes"]["slow"]["buckets"])')"
 assert_eq "report: auto's slow rate" true \
