@@ -69,4 +69,19 @@ void dtype_from_f32(enum st_dtype t, const float *src, void *dst, size_t n);
 void dtype_to_f64(enum st_dtype t, const void *src, double *dst, size_t n);
 void dtype_from_f64(enum st_dtype t, const double *src, void *dst, size_t n);
 
+/* Conversion fused with the step of a weighted sum, for elementwise merges
+ * that stream their inputs: x[j] is src converted as dtype_to_f32 does,
+ * and each product is rounded before the sum (no fused multiply-add), so
+ * the bits are those of dtype_to_f32 followed by the plain float loop:
+ *   dtype_scale_f32:  acc[j] = c * x[j]
+ *   dtype_axpy_f32:   acc[j] = acc[j] + c * x[j]
+ * (Where acc[j] and c * x[j] are both NaN, which NaN comes out is the
+ * machine's choice, as in any float sum.) t must be computable (assert);
+ * src may be unaligned and must not overlap acc. One pass over src, none
+ * over a float copy of it. */
+void dtype_scale_f32(enum st_dtype t, const void *src, float c, float *acc,
+		     size_t n);
+void dtype_axpy_f32(enum st_dtype t, const void *src, float c, float *acc,
+		    size_t n);
+
 #endif

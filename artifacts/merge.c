@@ -7,8 +7,11 @@
  * sums stay in L1 and whose loops the compiler vectorises. TIES needs the
  * k-th largest |tau| of each input: a strided sample brackets it, one pass
  * counts what lies above the bracket and copies what lies inside, and a
- * quickselect over that small copy finishes; the full quickselect is the
- * fallback. So TIES reads each input about twice, linear once.
+ * selection over that small copy finishes (a radix pass narrows it to one
+ * bucket, quickselect ends); the same selection over every magnitude is
+ * the fallback. Ties at the threshold are cut in index order by a count
+ * from the nearer end. So TIES reads each input about twice, linear once.
+ * The TIES passes are also compiled for AVX2 and AVX-512 (CLONES).
  *
  * The kernels exist in float and double. Rather than a macro a hundred
  * lines long, the second half of this file is a template that the first
@@ -40,6 +43,13 @@
 /* Half-width of the bracket, in sample ranks: the rank of the threshold in
  * a sample of 16384 has a standard deviation of at most 64. */
 #define SAMPLE_MARGIN 320
+/* The bracketing pass copies the values inside the bracket (about 4% of
+ * them) by groups of GROUP elements, skipping the empty groups. */
+#define GROUP 16
+/* TIES's selection: buckets of the first pass, and the size below which a
+ * quickselect alone is as cheap. */
+#define RADIX 2048
+#define RADIX_MIN 4096
 
 /* mergekit's constants. */
 #define SLERP_DOT_THRESHOLD 0.9995
@@ -54,9 +64,30 @@
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 
 /* Same bits from gcc and clang: no fused multiply-add unless written
- * (gcc's -std=c11 already leaves contraction off). */
+ * (gcc's -std=c11 already leaves contraction off; NO_CONTRACT keeps it
+ * off in the clones below, whose ISAs have fused multiply-adds, whatever
+ * the language mode). */
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF
+#endif
+#if defined(__GNUC__) && !defined(__clang__)
+#define NO_CONTRACT __attribute__((optimize("fp-contract=off")))
+#else
+#define NO_CONTRACT
+#endif
+
+/* On x86-64 the sparsifying methods' kernel (gta) is also compiled for
+ * AVX2 and AVX-512, picked at load time by what the CPU has: the same
+ * operations in the same order on wider vectors, so the same bits (the
+ * tests compare every method with reference results). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+	defined(__has_attribute) && !defined(ANNEAL_NO_CLONES)
+#if __has_attribute(target_clones)
+#define CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
+#endif
+#endif
+#ifndef CLONES
+#define CLONES
 #endif
 
 /* ---- methods and parameters ---------------------------------------- */
@@ -603,29 +634,34 @@ static double weight_of(const double *weights, size_t i)
 /* ---- the kernels, in float and in double ------------------------------ */
 
 /* T: the element type; MASK: an integer of its width (vectorisable
- * flags); T_MAX: its largest finite value. */
+ * flags); KEY: an unsigned integer of its width (its bits, which order
+ * non-negative values); T_MAX: its largest finite value. */
 #define MERGE_T float
 #define MERGE_FN(x) x##_f32
 #define MERGE_ABS fabsf
 #define MASK int32_t
+#define KEY uint32_t
 #define T_MAX FLT_MAX
 #include "artifacts/merge.c"
 #undef MERGE_T
 #undef MERGE_FN
 #undef MERGE_ABS
 #undef MASK
+#undef KEY
 #undef T_MAX
 
 #define MERGE_T double
 #define MERGE_FN(x) x##_f64
 #define MERGE_ABS fabs
 #define MASK int64_t
+#define KEY uint64_t
 #define T_MAX DBL_MAX
 #include "artifacts/merge.c"
 #undef MERGE_T
 #undef MERGE_FN
 #undef MERGE_ABS
 #undef MASK
+#undef KEY
 #undef T_MAX
 
 #else /* MERGE_T: the kernel template, T = MERGE_T */
@@ -776,6 +812,51 @@ static void MERGE_FN(select)(T *a, size_t n, size_t q, size_t *lo_eq,
 	*hi_eq = lo;
 }
 
+/* The q-th smallest (from 0) of n values in [lo, hi], all >= 0 and not
+ * NaN (TIES's magnitudes), as *th, with how many are above it and equal
+ * to it; a is reordered. Such floats order as their bit patterns do, so a
+ * pass counts them by the top bits of (bits - bits of lo) into RADIX
+ * buckets, a second keeps only those of the bucket that holds rank q, and
+ * quickselect finishes on that (usually tiny) part: two branch-free
+ * passes instead of rounds of a partition whose branches mispredict. */
+static void MERGE_FN(select_mag)(T *a, size_t n, size_t q, T lo, T hi,
+				 T *th, size_t *n_gt, size_t *n_eq)
+{
+	size_t lo_eq, hi_eq, m = n, below = 0;
+
+	if (n >= RADIX_MIN) {
+		size_t hist[RADIX] = { 0 }, c = 0, d = 0;
+		KEY klo, khi, span;
+		unsigned shift = 0;
+		memcpy(&klo, &lo, sizeof(T));
+		memcpy(&khi, &hi, sizeof(T));
+		span = khi - klo;
+		while ((span >> shift) >= RADIX)
+			shift++;
+		for (size_t j = 0; j < n; j++) {
+			KEY k;
+			memcpy(&k, &a[j], sizeof(T));
+			hist[(k - klo) >> shift]++;
+		}
+		while (below + hist[d] <= q)
+			below += hist[d++];
+		for (size_t j = 0; j < n; j++) {
+			T v = a[j];
+			KEY k;
+			memcpy(&k, &v, sizeof(T));
+			a[c] = v;
+			c += ((k - klo) >> shift) == d;
+		}
+		m = c;
+		q -= below;
+	}
+	MERGE_FN(select)(a, m, q, &lo_eq, &hi_eq);
+	*th = a[q];
+	*n_eq = hi_eq - lo_eq + 1;
+	/* above the bucket, then above th inside it */
+	*n_gt = (n - below - m) + (m - 1 - hi_eq);
+}
+
 /* One block of the bracketing pass: magnitudes into blk, counts of those
  * inside [lo, hi] and above hi (vectorised; n = CHUNK but for the last
  * block), then the copy of the inside ones, only where there are any. */
@@ -786,26 +867,40 @@ static ALWAYS_INLINE MASK MERGE_FN(bracket_block)(const T *restrict x,
 						   size_t *c_hi)
 {
 	T blk[CHUNK];
-	MASK flag[CHUNK];
+	unsigned char flag[CHUNK];
 	MASK bad = 0, in = 0, above = 0;
 
 	for (size_t j = 0; j < n; j++) {
 		T m = MERGE_ABS(x[j] - b[j]);
 		MASK f = (MASK)(m >= lo) & (MASK)(m <= hi);
 		blk[j] = m;
-		flag[j] = f;
+		flag[j] = (unsigned char)f;
 		bad |= (MASK)!(m <= T_MAX);
 		in += f;
 		above += (MASK)(m > hi);
 	}
 	*c_hi += (size_t)above;
 	if (in > 0 && !bad) {
-		/* Branch-free: inside values are few and scattered, so a
-		 * branch on them would mispredict. */
-		size_t c = *nc;
-		for (size_t j = 0; j < n; j++) {
+		/* Branch-free within a group: inside values are few and
+		 * scattered, so a branch on each would mispredict; but the
+		 * groups of GROUP with none inside (about half of them) are skipped,
+		 * GROUP flags tested at once. */
+		size_t c = *nc, j = 0;
+		for (; j + GROUP <= n; j += GROUP) {
+			uint64_t any[GROUP / 8], or = 0;
+			memcpy(any, flag + j, GROUP);
+			for (size_t k = 0; k < GROUP / 8; k++)
+				or |= any[k];
+			if (!or)
+				continue;
+			for (size_t k = j; k < j + GROUP; k++) {
+				sel[c] = blk[k];
+				c += flag[k];
+			}
+		}
+		for (; j < n; j++) {
 			sel[c] = blk[j];
-			c += (size_t)flag[j];
+			c += flag[j];
 		}
 		*nc = c;
 	}
@@ -823,35 +918,57 @@ static ALWAYS_INLINE size_t MERGE_FN(count_equal)(const T *restrict x,
 	return (size_t)eq;
 }
 
-/* The index just past the rem-th element (rem >= 1) with |x - b| == th:
- * ties at the threshold are kept in index order. Counts block by block,
- * and steps element by element only in the block holding the cut. */
-static size_t MERGE_FN(tie_cut)(const T *x, const T *b, size_t numel, T th,
-				size_t rem)
+/* The index just past the rem-th element (1 <= rem < ties) with
+ * |x - b| == th, of the ties such elements: ties at the threshold are kept
+ * in index order. Counts block by block, from whichever end is nearer the
+ * cut (the rem-th from the start is the (ties - rem + 1)-th from the end),
+ * and steps element by element only in the block holding it. */
+static CLONES size_t MERGE_FN(tie_cut)(const T *x, const T *b, size_t numel,
+				       T th, size_t rem, size_t ties)
 {
-	size_t seen = 0;
-	for (size_t j0 = 0; j0 < numel; j0 += CHUNK) {
+	size_t seen = 0, need, j0;
+
+	if (rem <= ties - rem) {
+		for (j0 = 0; j0 < numel; j0 += CHUNK) {
+			size_t n = numel - j0 < CHUNK ? numel - j0 : CHUNK, c;
+			c = n == CHUNK ? MERGE_FN(count_equal)(x + j0, b + j0, CHUNK, th)
+				: MERGE_FN(count_equal)(x + j0, b + j0, n, th);
+			if (seen + c < rem) {
+				seen += c;
+				continue;
+			}
+			for (size_t j = j0; j < j0 + n; j++)
+				if (MERGE_ABS(x[j] - b[j]) == th && ++seen == rem)
+					return j + 1;
+		}
+		return SIZE_MAX;  /* not reached: rem <= ties */
+	}
+	need = ties - rem + 1;
+	for (j0 = (numel - 1) / CHUNK * CHUNK;; j0 -= CHUNK) {
 		size_t n = numel - j0 < CHUNK ? numel - j0 : CHUNK, c;
 		c = n == CHUNK ? MERGE_FN(count_equal)(x + j0, b + j0, CHUNK, th)
 			: MERGE_FN(count_equal)(x + j0, b + j0, n, th);
-		if (seen + c < rem) {
+		if (seen + c < need) {
 			seen += c;
+			if (j0 == 0)
+				break;
 			continue;
 		}
-		for (size_t j = j0; j < j0 + n; j++)
-			if (MERGE_ABS(x[j] - b[j]) == th && ++seen == rem)
+		for (size_t j = j0 + n; j-- > j0;)
+			if (MERGE_ABS(x[j] - b[j]) == th && ++seen == need)
 				return j + 1;
 	}
-	return SIZE_MAX;  /* not reached: rem <= the number of ties */
+	return SIZE_MAX;  /* not reached: need <= ties */
 }
 
 /* TIES: the top-k of |x - base| (k >= 1, k < numel) as a threshold th and a
  * cut index for ties at th (lower indices kept first). Returns 1 if a
  * non-finite magnitude was seen (nothing set then). */
-static int MERGE_FN(topk)(const T *x, const T *b, size_t numel, size_t k,
-			  T *sel, T *sample, struct input_state *st)
+static CLONES NO_CONTRACT int
+MERGE_FN(topk)(const T *x, const T *b, size_t numel, size_t k, T *sel,
+	       T *sample, struct input_state *st)
 {
-	size_t q, nc = 0, c_hi = 0, lo_eq, hi_eq, count_gt, count_eq, rem;
+	size_t q, nc = 0, c_hi = 0, count_gt, count_eq, rem;
 	MASK bad = 0;
 	T th;
 
@@ -886,10 +1003,9 @@ static int MERGE_FN(topk)(const T *x, const T *b, size_t numel, size_t k,
 		/* ...and select inside, if the threshold fell in there. */
 		if (c_hi < k && k <= c_hi + nc) {
 			q = nc - (k - c_hi);
-			MERGE_FN(select)(sel, nc, q, &lo_eq, &hi_eq);
-			th = sel[q];
-			count_gt = c_hi + (nc - 1 - hi_eq);
-			count_eq = hi_eq - lo_eq + 1;
+			MERGE_FN(select_mag)(sel, nc, q, lo, hi, &th, &count_gt,
+					     &count_eq);
+			count_gt += c_hi;
 			goto found;
 		}
 	}
@@ -900,10 +1016,8 @@ static int MERGE_FN(topk)(const T *x, const T *b, size_t numel, size_t k,
 	if (bad)
 		return 1;
 	q = numel - k;
-	MERGE_FN(select)(sel, numel, q, &lo_eq, &hi_eq);
-	th = sel[q];
-	count_gt = numel - 1 - hi_eq;
-	count_eq = hi_eq - lo_eq + 1;
+	MERGE_FN(select_mag)(sel, numel, q, (T)0, (T)INFINITY, &th, &count_gt,
+			     &count_eq);
 found:
 	st->mode = KEEP_TOPK;
 	st->th = th;
@@ -911,7 +1025,7 @@ found:
 	rem = k - count_gt;  /* how many elements equal to th to keep */
 	/* A kept zero adds nothing and never votes, so ties at 0 need no cut. */
 	if (rem < count_eq && th > 0)
-		st->cut = MERGE_FN(tie_cut)(x, b, numel, th, rem);
+		st->cut = MERGE_FN(tie_cut)(x, b, numel, th, rem, count_eq);
 	return 0;
 }
 
@@ -1097,11 +1211,11 @@ static ALWAYS_INLINE MASK MERGE_FN(gta_chunk)(const struct MERGE_FN(gta_ctx) *c,
 
 /* task_arithmetic, ties, dare_linear, dare_ties: mergekit's generalized
  * task arithmetic. */
-static int MERGE_FN(gta)(const struct merge_spec *spec, const char *name,
-			 const struct merge_params *p, const T *base,
-			 const T *const *in, const double *weights,
-			 size_t ninputs, size_t numel, T *out,
-			 struct merge_scratch *sc, struct err *err)
+static CLONES NO_CONTRACT int
+MERGE_FN(gta)(const struct merge_spec *spec, const char *name,
+	      const struct merge_params *p, const T *base, const T *const *in,
+	      const double *weights, size_t ninputs, size_t numel, T *out,
+	      struct merge_scratch *sc, struct err *err)
 {
 	enum merge_method m = spec->method;
 	int sparsify = m != MERGE_TASK_ARITHMETIC;

@@ -484,8 +484,11 @@ static void test_merge__ties_matches_brute_force(void **state)
 	ties_against_reference(1000, DATA_SMOOTH, 0.3);
 	ties_against_reference(1000, DATA_QUANTIZED, 0.3);
 	ties_against_reference(100000, DATA_QUANTIZED, 0.5);
-	/* above: a sampled bracket, then quickselect inside it */
+	/* above: a sampled bracket, then the selection inside it (ties at
+	 * the threshold cut counting from the start, 0.3, or from the end,
+	 * 0.35) */
 	ties_against_reference(200003, DATA_SMOOTH, 0.2);
+	ties_against_reference(200003, DATA_QUANTIZED, 0.3);
 	ties_against_reference(200003, DATA_QUANTIZED, 0.35);
 	ties_against_reference(300000, DATA_SMOOTH, 0.999);
 	ties_against_reference(300000, DATA_SMOOTH, 0.00002);

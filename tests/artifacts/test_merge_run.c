@@ -5,7 +5,8 @@
  * with every method and compared bit for bit with merge_tensor_* applied
  * directly; sharded inputs and outputs; the same bytes on 1, 2 and 4
  * threads; each mismatch refused by name, or passed through from the base;
- * nothing left behind by a failed merge. */
+ * nothing left behind by a failed merge; linear's fused path (several
+ * output stages, NaN and Inf, per-tensor normalize) against the kernel. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -282,8 +283,13 @@ static void check_tensor(const struct merge_spec *spec, struct ckpt *const *in,
 		for (size_t i = 0; i < nin; i++)
 			free(v[i]);
 		free(out);
-		if (n != 0 && memcmp(got->data, want, n * w))
-			fail_msg("tensor '%s' differs from merge_tensor_f32", got->name);
+		if (n != 0 && memcmp(got->data, want, n * w)) {
+			size_t j = 0;
+			while (!memcmp((char *)got->data + j * w, want + j * w, w))
+				j++;
+			fail_msg("tensor '%s' differs from merge_tensor_f32 at element %zu",
+				 got->name, j);
+		}
 	}
 	merge_scratch_free(&sc);
 	free(want);
@@ -764,6 +770,112 @@ static void test_merge_run__argument_errors(void **state)
 	setup_free(&su);
 }
 
+/* Linear converts and sums each chunk in one pass (merge_run.c's
+ * linear_fused): the same bits as merge_tensor_f32 on converted inputs
+ * (NaN payloads included, with a NaN in one input at a time: which of two
+ * NaNs a sum gives is the compiler's pick, and gcc -O1 and -O2 pick
+ * differently, in the kernel as in the fused loops; test_dtype checks
+ * that it is one of them), over tensors of several 1 MiB output stages
+ * with a tail, unaligned F32, Inf, subnormals, per-tensor normalize, on 1
+ * and 2 threads; and the kernel's refusal of weights that sum to 0. */
+static const struct tdef big[] = {
+	{ "w.bf16", ST_BF16, 1, { 1100003 } },
+	{ "x.f16", ST_F16, 2, { 3, 200001 } },
+	{ "y.f32", ST_F32, 1, { 70001 } },   /* after an odd count of 2-byte elements */
+	{ "z.bf16", ST_BF16, 1, { 5 } },
+};
+#define NBIG (sizeof(big) / sizeof(*big))
+
+static char *big_model(const char *name, uint64_t seed)
+{
+	char *dir = out_path(name);
+	struct ckpt_writer *w;
+	struct err e;
+	uint64_t s = seed;
+
+	assert_int_equal(ckpt_writer_new(dir, 0, &w, &e), 0);
+	for (size_t i = 0; i < NBIG; i++)
+		assert_int_equal(ckpt_writer_add(w, big[i].name, big[i].dtype, big[i].shape,
+						 big[i].ndim, &e), 0);
+	if (ckpt_writer_begin(w, &e))
+		fail_msg("%s", e.msg);
+	for (size_t i = 0; i < NBIG; i++) {
+		size_t n = numel_of(&big[i]), wd = dtype_width(big[i].dtype);
+		unsigned char *b = xmalloc(n * wd);
+		for (size_t j = 0; j < n; j++) {
+			uint64_t r = rng_next(&s);
+			float f = (float)(((double)(r >> 11) * 0x1p-53 - 0.5) * 4);
+			uint32_t u;
+			if (j % 1000 == 7 + 300 * (seed % 3)) {
+				/* NaN with a payload of its own, or Inf; never
+				 * at the same element as another model's */
+				u = 0x7f800000u | (uint32_t)(r & 0x807fffffu);
+				memcpy(&f, &u, 4);
+			} else if (j % 1000 == 11) {
+				f = 1e-41f;
+			}
+			dtype_from_f32(big[i].dtype, &f, b + j * wd, 1);
+		}
+		if (ckpt_writer_write(w, big[i].name, 0, b, n * wd, &e))
+			fail_msg("%s", e.msg);
+		free(b);
+	}
+	if (ckpt_writer_commit(w, &e))
+		fail_msg("%s", e.msg);
+	ckpt_writer_free(w);
+	return dir;
+}
+
+static void test_merge_run__linear_fused_matches_the_kernel(void **state)
+{
+	struct setup_ su = { 0 };
+	struct merge_spec *spec = spec_of("linear", NULL);
+	struct err e;
+
+	for (size_t i = 0; i < 3; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "big-m%zu", i);
+		su.models[i] = big_model(name, 100 + i);
+		su.weights[i] = i == 1 ? -0.7 : 0.45 + (double)i;
+	}
+	su.n = 3;
+	assert_int_equal(merge_spec_add_rule(spec, "x.*", "normalize=false", &e), 0);
+	for (int threads = 1; threads <= 2; threads++) {
+		struct merge_run_report rep;
+		struct ckpt *in[3], *res;
+		char name[32], *out;
+		snprintf(name, sizeof(name), "out-big-%d", threads);
+		out = out_path(name);
+		if (do_merge(spec, &su, out, threads, 0, 0, &rep, &e))
+			fail_msg("%s", e.msg);
+		assert_int_equal(rep.merged, NBIG);
+		for (size_t i = 0; i < 3; i++)
+			assert_int_equal(ckpt_open(su.models[i], &in[i], &e), 0);
+		assert_int_equal(ckpt_open(out, &res, &e), 0);
+		assert_int_equal(ckpt_count(res), NBIG);
+		for (size_t k = 0; k < NBIG; k++)
+			check_tensor(spec, in, 3, 0, su.weights, ckpt_tensor(res, k));
+		ckpt_close(res);
+		for (size_t i = 0; i < 3; i++)
+			ckpt_close(in[i]);
+		free(out);
+	}
+	/* Weights that sum to 0 cannot be normalized: the kernel's message. */
+	{
+		struct merge_run_report rep;
+		char *out = out_path("out-big-zero");
+		su.weights[0] = 1;
+		su.weights[1] = -3;
+		su.weights[2] = 2;
+		assert_int_equal(do_merge(spec, &su, out, 2, 0, 0, &rep, &e), ERR_INVALID);
+		assert_non_null(strstr(e.msg, "weights sum to 0"));
+		assert_false(fs_exists(out));
+		free(out);
+	}
+	merge_spec_free(spec);
+	setup_free(&su);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -775,6 +887,7 @@ int main(void)
 		cmocka_unit_test(test_merge_run__pass_through_base),
 		cmocka_unit_test(test_merge_run__failures_leave_nothing),
 		cmocka_unit_test(test_merge_run__argument_errors),
+		cmocka_unit_test(test_merge_run__linear_fused_matches_the_kernel),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
