@@ -182,6 +182,36 @@ static int max_digits(const struct row *rows, size_t n)
 	return d;
 }
 
+/* A table of one per-digits figure (what: "buckets" or "buckets_length")
+ * for two modes side by side, modes[m0] and modes[m0 + 1]. */
+static void by_digits(struct buf *b, const struct row *rows, size_t n, int w,
+		      int digits, const char *title, const char *what, int m0,
+		      int decimals)
+{
+	int tw = (int)strlen(title) + 1;
+
+	buf_printf(b, "\n%s %-*s %s", title, w - tw > 0 ? w - tw : 0, "", modes[m0]);
+	buf_printf(b, "%*s %s\n", 7 * digits - 4, "", modes[m0 + 1]);
+	buf_printf(b, "%-*s ", w, "checkpoint");
+	for (int m = 0; m < 2; m++) {
+		for (int d = 1; d <= digits; d++)
+			buf_printf(b, " %5dd", d);
+		buf_addc(b, ' ');
+	}
+	buf_addc(b, '\n');
+	for (size_t i = 0; i < n; i++) {
+		buf_printf(b, "%-*s ", w, rows[i].label);
+		for (int m = m0; m < m0 + 2; m++) {
+			for (int d = 1; d <= digits; d++) {
+				buf_addc(b, ' ');
+				cell(b, bucket_of(rows[i].report, modes[m], what, d), decimals, 0, 6);
+			}
+			buf_addc(b, ' ');
+		}
+		buf_addc(b, '\n');
+	}
+}
+
 static void print_text(const struct step *steps, size_t nsteps,
 		       const struct row *rows, size_t n)
 {
@@ -231,50 +261,10 @@ static void print_text(const struct step *steps, size_t nsteps,
 			buf_addc(&b, '\n');
 		}
 	}
-	if (digits > 0) {
-		buf_printf(&b, "\naccuracy by digits %-*s fast", w - 19 > 0 ? w - 19 : 0, "");
-		buf_printf(&b, "%*s slow\n", 7 * digits - 4, "");
-		buf_printf(&b, "%-*s ", w, "checkpoint");
-		for (int m = 0; m < 2; m++) {
-			for (int d = 1; d <= digits; d++)
-				buf_printf(&b, " %5dd", d);
-			buf_addc(&b, ' ');
-		}
-		buf_addc(&b, '\n');
-		for (size_t i = 0; i < n; i++) {
-			buf_printf(&b, "%-*s ", w, rows[i].label);
-			for (int m = 0; m < 2; m++) {
-				for (int d = 1; d <= digits; d++) {
-					buf_addc(&b, ' ');
-					cell(&b, bucket(rows[i].report, modes[m], d), 3, 0, 6);
-				}
-				buf_addc(&b, ' ');
-			}
-			buf_addc(&b, '\n');
-		}
-	}
-	if (digits > 0 && bucket_of(rows[n - 1].report, "slow", "buckets_length", 1) >= 0) {
-		buf_printf(&b, "\nmean length by digits %-*s slow", w - 22 > 0 ? w - 22 : 0, "");
-		buf_printf(&b, "%*s auto\n", 7 * digits - 4, "");
-		buf_printf(&b, "%-*s ", w, "checkpoint");
-		for (int m = 0; m < 2; m++) {
-			for (int d = 1; d <= digits; d++)
-				buf_printf(&b, " %5dd", d);
-			buf_addc(&b, ' ');
-		}
-		buf_addc(&b, '\n');
-		for (size_t i = 0; i < n; i++) {
-			buf_printf(&b, "%-*s ", w, rows[i].label);
-			for (int m = 1; m < 3; m++) {
-				for (int d = 1; d <= digits; d++) {
-					buf_addc(&b, ' ');
-					cell(&b, bucket_of(rows[i].report, modes[m], "buckets_length", d), 1, 0, 6);
-				}
-				buf_addc(&b, ' ');
-			}
-			buf_addc(&b, '\n');
-		}
-	}
+	if (digits > 0)
+		by_digits(&b, rows, n, w, digits, "accuracy by digits", "buckets", 0, 3);
+	if (digits > 0 && bucket_of(rows[n - 1].report, "slow", "buckets_length", 1) >= 0)
+		by_digits(&b, rows, n, w, digits, "mean length by digits", "buckets_length", 1, 1);
 	fputs(buf_str(&b), stdout);
 	buf_free(&b);
 }

@@ -213,19 +213,6 @@ static int bad(struct err *err, const char *where, const char *key,
 	return err_set(err, ERR_INVALID, "%s: %s", show, msg);
 }
 
-static const char *article(enum jtype t)
-{
-	switch (t) {
-	case J_NULL: return "null";
-	case J_BOOL: return "a boolean";
-	case J_NUMBER: return "a number";
-	case J_STRING: return "a string";
-	case J_ARRAY: return "an array";
-	case J_OBJECT: return "an object";
-	}
-	return "?";
-}
-
 /* An integral value of v in [min, max] (2.0 and 1e3 count as integers). */
 static int check_int(const struct jnode *v, double min, double max,
 		     const char *where, const char *key, struct err *err)
@@ -233,7 +220,7 @@ static int check_int(const struct jnode *v, double min, double max,
 	char num[64];
 
 	if (v->type != J_NUMBER)
-		return bad(err, where, key, "must be an integer, not %s", article(v->type));
+		return bad(err, where, key, "must be an integer, not %s", json_type_article(v->type));
 	json_format_number(v, num, sizeof(num));
 	if (v->num != floor(v->num))
 		return bad(err, where, key, "must be an integer, not %s", num);
@@ -250,7 +237,7 @@ static int check_num(const struct jnode *v, double min, double max,
 	char num[64];
 
 	if (v->type != J_NUMBER)
-		return bad(err, where, key, "must be a number, not %s", article(v->type));
+		return bad(err, where, key, "must be a number, not %s", json_type_article(v->type));
 	json_format_number(v, num, sizeof(num));
 	if (v->num < min)
 		return bad(err, where, key, "must be >= %g, not %s", min, num);
@@ -281,7 +268,7 @@ static int check_enum(const struct ecfg_key *k, const struct jnode *v,
 	char show[JSON_SHOW_MAX], alts[256];
 
 	if (v->type != J_STRING)
-		return bad(err, where, k->name, "must be a string, not %s", article(v->type));
+		return bad(err, where, k->name, "must be a string, not %s", json_type_article(v->type));
 	if (in_choices(v->str, k->choices))
 		return 0;
 	snprintf(alts, sizeof(alts), "%s", k->choices);
@@ -299,7 +286,7 @@ static int check_intlist(const struct ecfg_key *k, const struct jnode *v,
 
 	if (v->type != J_ARRAY)
 		return bad(err, where, k->name, "must be an array of integers, not %s",
-			   article(v->type));
+			   json_type_article(v->type));
 	if (v->nkids < 1 || v->nkids > NN_MAX_LAYERS)
 		return bad(err, where, k->name, "must have 1 to %d items, not %zu",
 			   NN_MAX_LAYERS, v->nkids);
@@ -353,7 +340,7 @@ static int check_rewards(const struct ecfg_key *k, const struct jnode *v,
 	int rc;
 
 	if (v->type != J_OBJECT)
-		return bad(err, where, k->name, "must be an object, not %s", article(v->type));
+		return bad(err, where, k->name, "must be an object, not %s", json_type_article(v->type));
 	snprintf(prefix, sizeof(prefix), "%s.", k->name);
 	rc = check_members(v, task_types, 2, "task type", where, prefix, err);
 	for (size_t i = 0; !rc && i < v->nkids; i++) {
@@ -362,7 +349,7 @@ static int check_rewards(const struct ecfg_key *k, const struct jnode *v,
 		snprintf(prefix, sizeof(prefix), "%s.%s", k->name, t->key);
 		if (t->type != J_OBJECT)
 			return bad(err, where, prefix, "must be an object, not %s",
-				   article(t->type));
+				   json_type_article(t->type));
 		snprintf(prefix, sizeof(prefix), "%s.%s.", k->name, t->key);
 		rc = check_members(t, sources, 4, "reward source", where, prefix, err);
 		for (size_t j = 0; !rc && j < t->nkids; j++) {
@@ -415,9 +402,9 @@ int ecfg_check(const struct ecfg_cmd *c, const struct jnode *cfg,
 	if (cfg->type != J_OBJECT) {
 		if (where && *where)
 			return err_set(err, ERR_INVALID, "%s: must be an object, not %s",
-				       where, article(cfg->type));
+				       where, json_type_article(cfg->type));
 		return err_set(err, ERR_INVALID, "config must be an object, not %s",
-			       article(cfg->type));
+			       json_type_article(cfg->type));
 	}
 	for (size_t i = 0; i < n; i++)
 		names[i] = c->keys[i].name;

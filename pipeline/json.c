@@ -720,3 +720,16 @@ const char *json_show(const char *s, char *out, size_t size)
 	out[o] = '\0';
 	return out;
 }
+
+const char *json_type_article(enum jtype t)
+{
+	switch (t) {
+	case J_NULL: return "null";
+	case J_BOOL: return "a boolean";
+	case J_NUMBER: return "a number";
+	case J_STRING: return "a string";
+	case J_ARRAY: return "an array";
+	case J_OBJECT: return "an object";
+	}
+	return "?";
+}

@@ -46,6 +46,8 @@ const struct jnode *json_get(const struct jnode *obj, const char *key);
 
 /* "string", "number", "object", ... for messages. */
 const char *json_type_name(enum jtype t);
+/* The same with an article: "a string", "an object", "null". */
+const char *json_type_article(enum jtype t);
 
 /* Appends n as compact JSON (keys in order; integers without exponent;
  * other numbers as the shortest %.15g/%.16g/%.17g that reads back as the

@@ -81,16 +81,6 @@ static int expand_one(const struct lookup *l, const char *tmpl,
 	return 0;
 }
 
-static int env_name_valid(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || (s[0] >= '0' && s[0] <= '9'))
-		return 0;
-	return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-		      "0123456789_") == n;
-}
-
 static int get_inputs(const struct jnode *v, const char *where,
 		      struct step *st, struct stage_out *out, struct err *err)
 {
@@ -269,7 +259,7 @@ static int get_env(const struct jnode *v, const char *where,
 		char *value = NULL;
 
 		json_show(f->key, show, sizeof(show));
-		if (!env_name_valid(f->key)) {
+		if (!stage_env_name_valid(f->key)) {
 			rc = stage_err(err, where,
 				       "invalid variable name '%s' (use letters, digits and '_', not starting with a digit)",
 				       show);

@@ -156,25 +156,12 @@ const char *stage_suggest(const char *word, const char *const *cands,
 	return dym;
 }
 
-static const char *with_article(enum jtype t)
-{
-	switch (t) {
-	case J_NULL: return "null";
-	case J_BOOL: return "a boolean";
-	case J_NUMBER: return "a number";
-	case J_STRING: return "a string";
-	case J_ARRAY: return "an array";
-	case J_OBJECT: return "an object";
-	}
-	return "?";
-}
-
 int stage_want_type(const struct jnode *v, enum jtype t, const char *where,
 		    struct err *err)
 {
 	if (v->type == t)
 		return 0;
-	return stage_err(err, where, "must be %s, not %s", with_article(t),
+	return stage_err(err, where, "must be %s, not %s", json_type_article(t),
 			 json_type_name(v->type));
 }
 
@@ -555,4 +542,14 @@ void stage_out_export(struct stage_out *o, const char *name, const char *step,
 	o->exports[o->nexports].output = xstrdup(output);
 	o->exports[o->nexports].type = type;
 	o->nexports++;
+}
+
+int stage_env_name_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || (s[0] >= '0' && s[0] <= '9'))
+		return 0;
+	return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		      "0123456789_") == n;
 }

@@ -115,6 +115,8 @@ int stage_get_int(const struct jnode *v, const char *where, long long min,
 
 /* 1 if s is 1..64 of [A-Za-z0-9_-] (a stage id: no dots). */
 int stage_id_valid(const char *s);
+/* 1 if s can name an environment variable: [A-Za-z_][A-Za-z0-9_]*. */
+int stage_env_name_valid(const char *s);
 /* 1 if s is one or more of [A-Za-z0-9_] (roles, output names). */
 int stage_name_valid(const char *s);
 

@@ -17,16 +17,6 @@
 
 /* ---- the engine ---- */
 
-static int env_name_valid(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || (s[0] >= '0' && s[0] <= '9'))
-		return 0;
-	return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-		      "0123456789_") == n;
-}
-
 /* Templates in engine values may name params only. */
 static enum subst_result params_lookup(void *vctx, const char *ns, const char *name,
 				       struct buf *out, char *hint, size_t hint_size)
@@ -64,7 +54,7 @@ static int get_env(const struct stage_ctx *ctx, const struct jnode *v,
 		const struct jnode *f = &v->kids[i];
 		char show[JSON_SHOW_MAX], *path = stage_path(where, f->key), *val = NULL;
 
-		if (!env_name_valid(f->key))
+		if (!stage_env_name_valid(f->key))
 			rc = stage_err(err, where, "invalid variable name '%s'",
 				       json_show(f->key, show, sizeof(show)));
 		else if (!strncmp(f->key, "ANNEAL_", 7))
