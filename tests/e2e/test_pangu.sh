@@ -20,10 +20,19 @@ E2E_TIMEOUT=${PANGU_TIMEOUT:-300}
 # Steps are sized so that a kill after a stage's first checkpoint (every
 # 100 updates) usually lands while it still runs; the tests do not depend
 # on it (section 4 needs one of three to land).
-SETS="--set teacher_steps=1500 --set pretrain_steps=1000 --set distill_steps=300
-      --set distill_prompts=120 --set rl_steps=30 --set dual_steps=600
-      --set eval_per_bucket=20 --set ckpt_every=100 --set teacher_hidden=[128]
-      --set student_hidden=[64]"
+# Under sanitizers (several times slower) the steps are fewer, the windows
+# as wide.
+if [ "${SAN:-0}" = 1 ]; then
+	SETS="--set teacher_steps=500 --set pretrain_steps=300 --set distill_steps=120
+	      --set distill_prompts=60 --set rl_steps=10 --set dual_steps=200
+	      --set eval_per_bucket=10 --set ckpt_every=40 --set teacher_hidden=[64]
+	      --set student_hidden=[32]"
+else
+	SETS="--set teacher_steps=1500 --set pretrain_steps=1000 --set distill_steps=300
+	      --set distill_prompts=120 --set rl_steps=30 --set dual_steps=600
+	      --set eval_per_bucket=20 --set ckpt_every=100 --set teacher_hidden=[128]
+	      --set student_hidden=[64]"
+fi
 
 # inw DIR ARGS...: anneal -C DIR ARGS
 inw() {
