@@ -90,10 +90,11 @@ struct run_opts {
 	struct strv sets;
 	int jobs_set;
 	int require_clean;
+	const char *runner;   /* --runner, or NULL */
 };
 
 enum { OPT_GPUS = 256, OPT_NPUS, OPT_CPUS, OPT_KEEP, OPT_NOCACHE, OPT_GRACE, OPT_SET,
-       OPT_CLEAN };
+       OPT_CLEAN, OPT_RUNNER };
 
 static int parse_opts(const char *cmd, int argc, char **argv, struct run_opts *ro,
 		      int allow_set, int *help)
@@ -108,6 +109,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct run_opts *r
 		{ "grace", required_argument, NULL, OPT_GRACE },
 		{ "set", required_argument, NULL, OPT_SET },
 		{ "require-clean", no_argument, NULL, OPT_CLEAN },
+		{ "runner", required_argument, NULL, OPT_RUNNER },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -149,6 +151,13 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct run_opts *r
 		case OPT_CLEAN:
 			ro->require_clean = 1;
 			break;
+		case OPT_RUNNER:
+			if (!allow_set)
+				return cli_usage("%s: --runner is fixed when a run starts; a resumed run keeps its runner", cmd);
+			if (strcmp(optarg, "local") && strcmp(optarg, "slurm"))
+				return cli_usage("%s: --runner must be local or slurm, not '%s'", cmd, optarg);
+			ro->runner = optarg;
+			break;
 		case OPT_SET:
 			if (!allow_set)
 				return cli_usage("%s: --set is fixed when a run starts; a resumed run keeps its params", cmd);
@@ -167,9 +176,22 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct run_opts *r
 
 /* Capacity: what the machine has, what the workspace declares, what the
  * command line says — the last one given wins. */
-static void settle_capacity(struct run_opts *ro, const struct workspace *ws)
+static void settle_capacity(struct run_opts *ro, const struct workspace *ws,
+			    int cluster)
 {
 	int ncpu = get_nprocs();
+
+	/* On a cluster the scheduler (Slurm) decides what fits: anneal only
+	 * bounds how many jobs it keeps submitted at once. */
+	if (cluster) {
+		ro->so.cpus = ro->so.gpus = ro->so.npus = 1 << 20;
+		if (!ro->jobs_set)
+			ro->so.jobs = ws->jobs > 0 ? ws->jobs : 256;
+		if (ro->so.grace_s <= 0)
+			ro->so.grace_s = 10;
+		ro->so.max_requeues = 100;
+		return;
+	}
 
 	if (ro->so.cpus <= 0)
 		ro->so.cpus = ncpu > 0 ? ncpu : 1;
@@ -214,11 +236,14 @@ static int drive(struct cli *cli, struct workspace *ws, struct state *st, int64_
 	struct runner *runner = NULL;
 	struct err err;
 	char *shim = cli_shim_path();
+	struct run_info ri = { 0 };
 	char el[32];
 	int rc;
 
 	err_clear(&err);
-	rc = local_runner_new(shim, &runner, &err);
+	rc = state_run_get(st, run, &ri, &err);
+	if (!rc)
+		rc = runner_from_spec(ri.runner, shim, &runner, &err);
 	if (rc) {
 		rc = cli_fail(&err);
 		goto done;
@@ -239,9 +264,46 @@ static int drive(struct cli *cli, struct workspace *ws, struct state *st, int64_
 	}
 done:
 	runner_free(runner);
+	run_info_clear(&ri);
 	close(lock);
 	free(shim);
 	return rc;
+}
+
+/* The runner a new run uses: --runner, else the recipe's, else the
+ * workspace's (.anneal/config.json), else local. A name given on the
+ * command line takes the options of the recipe's or workspace's spec of
+ * the same type. Returns a malloc'd spec (runners/factory.c). */
+static char *runner_spec(const char *opt, const struct recipe *r, const struct workspace *ws)
+{
+	char *from_recipe = NULL, type[32];
+
+	if (r->runner) {
+		struct buf b = BUF_INIT;
+		if (r->runner->type == J_STRING)
+			buf_adds(&b, r->runner->str);
+		else
+			json_write(&b, r->runner);
+		from_recipe = buf_detach(&b);
+	}
+	if (!opt) {
+		if (from_recipe)
+			return from_recipe;
+		return xstrdup(ws->runner ? ws->runner : "local");
+	}
+	if (from_recipe && !runner_spec_type(from_recipe, type, sizeof(type)) && !strcmp(type, opt))
+		return from_recipe;
+	free(from_recipe);
+	if (ws->runner && !runner_spec_type(ws->runner, type, sizeof(type)) && !strcmp(type, opt))
+		return xstrdup(ws->runner);
+	return xstrdup(opt);
+}
+
+static int spec_is_cluster(const char *spec)
+{
+	char type[32];
+
+	return spec && !runner_spec_type(spec, type, sizeof(type)) && strcmp(type, "local");
 }
 
 /* The git state of the repository holding the recipe, recorded with the
@@ -341,7 +403,9 @@ static void run_usage(void)
 	       "  --no-cache        run every step, reuse nothing\n"
 	       "  --grace DUR       time between SIGTERM and SIGKILL when stopping a step (10s)\n"
 	       "  --require-clean   refuse to start when the recipe's git repository has\n"
-	       "                    uncommitted changes\n");
+	       "                    uncommitted changes\n"
+	       "  --runner NAME     local or slurm (default: the recipe's \"runner\", else\n"
+	       "                    .anneal/config.json's, else local)\n");
 }
 
 int cmd_run(struct cli *cli, int argc, char **argv)
@@ -353,6 +417,7 @@ int cmd_run(struct cli *cli, int argc, char **argv)
 	struct provenance prov = { 0 };
 	struct buf prov_json = BUF_INIT;
 	struct err err;
+	char *spec = NULL;
 	int64_t run = 0;
 	int rc, help, lock = -1;
 
@@ -369,12 +434,6 @@ int cmd_run(struct cli *cli, int argc, char **argv)
 	}
 	/* Everything that can be refused is refused before anything is written. */
 	rc = recipe_load(argv[optind], &ro.sets, &r, &err);
-	if (!rc && r->runner) {
-		const struct jnode *t = r->runner->type == J_OBJECT ? json_get(r->runner, "type") : r->runner;
-		if (strcmp(t->str, "local"))
-			rc = err_set(&err, ERR_INVALID, "%s: runner '%s' is not available in this build of anneal (only 'local')",
-				     r->path, t->str);
-	}
 	if (rc) {
 		rc = cli_fail(&err);
 		goto done;
@@ -384,8 +443,9 @@ int cmd_run(struct cli *cli, int argc, char **argv)
 		rc = cli_fail(&err);
 		goto done;
 	}
-	settle_capacity(&ro, ws);
-	{
+	spec = runner_spec(ro.runner, r, ws);
+	settle_capacity(&ro, ws, spec_is_cluster(spec));
+	if (!spec_is_cluster(spec)) {
 		struct sysinfo si;
 		if (sysinfo(&si) == 0)
 			ro.so.mem_mb = (long)((unsigned long long)si.totalram * si.mem_unit >> 20);
@@ -405,7 +465,7 @@ int cmd_run(struct cli *cli, int argc, char **argv)
 			.recipe_text = r->text,
 			.recipe_digest = r->digest,
 			.params_json = r->params_json,
-			.runner = "local",
+			.runner = spec,
 			.steps = r->steps,
 			.nsteps = r->nsteps,
 			.cache_keys = NULL,
@@ -437,6 +497,7 @@ done:
 	workspace_free(ws);
 	recipe_free(r);
 	strv_free(&ro.sets);
+	free(spec);
 	return rc;
 }
 
@@ -513,7 +574,7 @@ int cmd_resume(struct cli *cli, int argc, char **argv)
 		printf("run %" PRId64 " already succeeded; nothing to do\n", run);
 		goto done;
 	}
-	settle_capacity(&ro, ws);
+	settle_capacity(&ro, ws, spec_is_cluster(ri.runner));
 	rc = state_steps_load(st, run, &steps, &nsteps, &err);
 	if (!rc)
 		rc = check_fits(steps, nsteps, &ro.so, &err);
@@ -612,7 +673,7 @@ int cmd_cancel(struct cli *cli, int argc, char **argv)
 		/* No driver: stop what outlived it and record the run ourselves. */
 		struct run_opts ro = { .so = { .gpus = -1, .npus = -1 }, .sets = STRV_INIT };
 		int lock = -1;
-		settle_capacity(&ro, ws);
+		settle_capacity(&ro, ws, spec_is_cluster(ri.runner));
 		if ((rc = workspace_lock_run(ws, run, &lock, &err))) {
 			rc = cli_fail(&err);
 			goto done;

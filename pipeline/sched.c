@@ -828,6 +828,7 @@ static int start_step(struct sched *s, struct node *n, struct err *err)
 		spec.gpus = st->res.gpus;
 		spec.npus = st->res.npus;
 		spec.mem_mb = st->res.mem_mb;
+		spec.timeout_s = st->timeout_s;
 		spec.cookie = n;
 		rc = s->r->ops->submit(s->r, &spec, &n->handle, err);
 	}

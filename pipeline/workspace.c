@@ -37,11 +37,38 @@ static int read_config(struct workspace *ws, struct err *err)
 	}
 	for (size_t i = 0; i < root->nkids; i++) {
 		const struct jnode *k = &root->kids[i];
+
+		/* "runner": "slurm" or {"type": "slurm", "partition": ...}: the
+		 * default for runs whose recipe names none (runners/factory.c) */
+		if (!strcmp(k->key, "runner")) {
+			const struct jnode *t = k->type == J_OBJECT ? json_get(k, "type") : k;
+			struct buf b = BUF_INIT;
+
+			if (!t || t->type != J_STRING ||
+			    (strcmp(t->str, "local") && strcmp(t->str, "slurm"))) {
+				rc = err_set(err, ERR_INVALID,
+					     "%s: runner: must be \"local\", \"slurm\" or {\"type\": \"slurm\", ...}",
+					     path);
+				goto done;
+			}
+			if (k->type == J_STRING) {
+				buf_adds(&b, k->str);
+			} else {
+				struct jnode *c = json_clone(k);
+				free(c->key);
+				c->key = NULL;
+				json_write(&b, c);
+				json_free(c);
+			}
+			free(ws->runner);
+			ws->runner = buf_detach(&b);
+			continue;
+		}
 		int *slot = !strcmp(k->key, "gpus") ? &ws->gpus
 			  : !strcmp(k->key, "npus") ? &ws->npus
 			  : !strcmp(k->key, "jobs") ? &ws->jobs : NULL;
 		if (!slot) {
-			rc = err_set(err, ERR_INVALID, "%s: unknown field '%s' (known: gpus, npus, jobs)",
+			rc = err_set(err, ERR_INVALID, "%s: unknown field '%s' (known: gpus, npus, jobs, runner)",
 				     path, k->key);
 			goto done;
 		}
@@ -162,6 +189,7 @@ void workspace_free(struct workspace *ws)
 	free(ws->dir);
 	free(ws->db_path);
 	free(ws->runs_dir);
+	free(ws->runner);
 	free(ws);
 }
 

@@ -1,7 +1,8 @@
 /* pipeline/workspace.h — the folder holding .anneal/: found like .git/.
  *
  *   .anneal/state.db      the state store (SQLite, WAL)
- *   .anneal/config.json   optional: {"gpus": N, "npus": N, "jobs": N}
+ *   .anneal/config.json   optional: {"gpus": N, "npus": N, "jobs": N,
+ *                         "runner": "slurm" | {"type": "slurm", ...}}
  *   .anneal/store/        content-addressed objects (artifacts)
  *   .anneal/runs/<run>/<step>/   work dirs: out/, ckpt/, a<N>/ per attempt
  *
@@ -21,6 +22,7 @@ struct workspace {
 	char *runs_dir;   /* dir/runs */
 	/* config.json (0 when absent) */
 	int gpus, npus, jobs;
+	char *runner;     /* the runner spec (JSON text or a name), or NULL */
 };
 
 /* Finds .anneal/ in start or above (start NULL: the cwd). ERR_NOTFOUND

@@ -34,6 +34,9 @@ struct job_spec {
 	const char *attempt_dir;   /* exists; stdout.log and stderr.log go here */
 	int cpus, gpus, npus;      /* granted (informational for local) */
 	long mem_mb;
+	long timeout_s;            /* the step's time limit, 0: none. The local
+	                              runner ignores it (the scheduler enforces
+	                              it); Slurm gets it as a backstop --time */
 	void *cookie;              /* returned unchanged in struct job_done */
 };
 
@@ -95,6 +98,14 @@ struct runner {
  * it submits must be O_CLOEXEC, or the steps inherit it. At most 8 at once. */
 int local_runner_new(const char *shim_path, struct runner **out,
 		     struct err *err);
+
+/* A runner from the spec a run records: "local", "slurm", or a JSON
+ * object {"type": "slurm", "partition": ..., ...} (runners/factory.c).
+ * shim_path is for the local runner. */
+int runner_from_spec(const char *spec, const char *shim_path,
+		     struct runner **out, struct err *err);
+/* The spec's type ("local", "slurm") into type; ERR_INVALID if unreadable. */
+int runner_spec_type(const char *spec, char *type, size_t size);
 
 /* NULL-safe convenience wrapper for r->ops->free(r). */
 void runner_free(struct runner *r);
