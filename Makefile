@@ -55,7 +55,7 @@ CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 ENGINE_TEST_BIN := $(filter $(BUILD)/tests/engine/%,$(TEST_BIN))
 
-.PHONY: all deps demo test unit e2e install clean bench check-warnings
+.PHONY: all deps demo test unit e2e install clean bench check-warnings test-slurm
 all: $(BIN)/anneal $(BIN)/anneal-shim $(BIN)/anneal-engine
 
 $(BUILD)/%.o: %.c
@@ -139,6 +139,21 @@ test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory e2e
+
+# The Slurm runner against a real single-node cluster on loopback
+# (tests/slurm/start.sh: installs slurm-wlm and munge when missing; needs
+# root). Stops exactly what it started, whatever the outcome.
+SLURM_RUNDIR ?= /tmp/anneal-slurm
+test-slurm: all $(BUILD)/tests/runners/test_slurm
+	@bash tests/slurm/start.sh $(SLURM_RUNDIR) >/dev/null || exit 3; \
+	. $(SLURM_RUNDIR)/env; rc=0; \
+	echo "== $(BUILD)/tests/runners/test_slurm (real cluster)"; \
+	$(SAN_ENV) $(BUILD)/tests/runners/test_slurm || rc=1; \
+	echo "== tests/slurm/test_smoke.sh"; \
+	bash tests/slurm/test_smoke.sh $(SLURM_RUNDIR) || rc=1; \
+	echo "== tests/slurm/test_runner.sh"; \
+	$(SAN_ENV) ANNEAL_BIN=$(CURDIR)/$(BIN)/anneal SAN=$(SAN) sh tests/slurm/test_runner.sh || rc=1; \
+	bash tests/slurm/stop.sh $(SLURM_RUNDIR) >/dev/null; exit $$rc
 
 # Benchmarks against peers, as ratios measured in one run (not tests).
 bench: all

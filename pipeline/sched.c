@@ -83,6 +83,7 @@ struct node {
 	struct output_rec *outs;
 	size_t nouts;
 	int64_t resume_artifact; /* the checkpoint this attempt resumed from */
+	int ckpts;               /* checkpoints this attempt announced */
 	char *metric_name;
 	double metric_value;
 };
@@ -781,9 +782,11 @@ static int start_step(struct sched *s, struct node *n, struct err *err)
 	n->live = 1;
 	s->live++;
 	n->started = now_mono();
-	n->deadline = st->timeout_s ? n->started + (double)st->timeout_s : 0;
+	n->deadline = st->timeout_s && !s->r->ops->enforces_limits
+		      ? n->started + (double)st->timeout_s : 0;
 	n->kill_at = 0;
 	n->timed_out = 0;
+	n->ckpts = 0;
 	events_reader_clear(&n->ev);
 	events_reader_init(&n->ev, "", 0);
 	free(n->ev.path);
@@ -908,6 +911,8 @@ static void on_event(void *ctx, const struct ev *ev)
 			    state_checkpoint_add(s->st, s->run, n->step->id, n->attempt,
 						 ev->step, dir, digest, art, &e))
 				log_warn("step '%s': checkpoint '%s': %s", n->step->id, dir, e.msg);
+			else
+				n->ckpts++;
 		}
 		free(dir);
 		return;
@@ -1053,6 +1058,12 @@ static int end_attempt(struct sched *s, struct node *n,
 	} else if (jd->end == JOB_EXITED && jd->exit_code == 75) {
 		ae.state = ATT_REQUEUED;
 		snprintf(reason, sizeof(reason), "exit 75 (interrupted, resumable)");
+	} else if (jd->time_limit && n->ckpts > 0) {
+		/* The cluster's per-job limit, after progress was saved: go on
+		 * from the checkpoint in a new job, without spending a retry. */
+		ae.state = ATT_REQUEUED;
+		snprintf(reason, sizeof(reason), "time limit after a checkpoint: requeued (%.200s)",
+			 jd->detail);
 	} else if (jd->end == JOB_LOST) {
 		ae.state = ATT_LOST;
 		snprintf(reason, sizeof(reason), "lost: %s",
@@ -1574,7 +1585,8 @@ static int setup(struct sched *s, struct err *err)
 		n->ev_open = 1;
 		n->started = now_mono() - (info[i].last_attempt_started > 0
 				? now_wall() - info[i].last_attempt_started : 0);
-		n->deadline = n->step->timeout_s ? n->started + (double)n->step->timeout_s : 0;
+		n->deadline = n->step->timeout_s && !s->r->ops->enforces_limits
+			      ? n->started + (double)n->step->timeout_s : 0;
 		if (alive) {
 			if (n->handle.id[0] && !info[i].last_handle) {
 				/* The previous driver died before recording it. */

@@ -36,7 +36,8 @@ struct job_spec {
 	long mem_mb;
 	long timeout_s;            /* the step's time limit, 0: none. The local
 	                              runner ignores it (the scheduler enforces
-	                              it); Slurm gets it as a backstop --time */
+	                              it); Slurm enforces it per job (--time):
+	                              see runner_ops.enforces_limits */
 	void *cookie;              /* returned unchanged in struct job_done */
 };
 
@@ -52,6 +53,9 @@ struct job_done {
 	enum job_end end;
 	int exit_code;
 	int signal;
+	int time_limit;            /* the runner's scheduler ended it at its time
+	                              limit (Slurm TIMEOUT): requeued when the
+	                              attempt announced a checkpoint */
 	char detail[256];          /* human words: "exec 'trian': No such file or directory" */
 };
 
@@ -59,6 +63,12 @@ struct runner;
 
 struct runner_ops {
 	const char *name;
+	/* 1 when the runner's own scheduler enforces job_spec.timeout_s as a
+	 * per-job wall limit (Slurm --time), SIGTERMing the step before it:
+	 * anneal then sets no deadline of its own, and a job that hits the
+	 * limit after a checkpoint is requeued without spending a retry (a
+	 * 30-day pretrain under a 24-hour partition limit). */
+	int enforces_limits;
 	/* Starts a job. On success fills *h; the job is then watched until
 	 * reported by poll. A failure to exec argv[0] may be reported either
 	 * here (ERR_INVALID) or later by poll as JOB_SPAWN_FAILED. */

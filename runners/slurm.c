@@ -638,6 +638,7 @@ static int slurm_submit(struct runner *r, const struct job_spec *spec,
 	rc = run_cmd(sr, argv.v, &c, err);
 	if (!rc && c.status != 0) {
 		rc = cmd_failed(err, slurm_sbatch_error_code(buf_str(&c.errb)), "sbatch", &c);
+		err_prefix(err, "step '%s'", step);
 		goto done;
 	}
 	if (!rc && slurm_parse_sbatch(buf_str(&c.out), id, sizeof(id))) {
@@ -741,79 +742,6 @@ static int slurm_poll(struct runner *r, int timeout_ms, struct job_done *done,
 	return 0;
 }
 
-static const char *signal_word(int sig, char *buf, size_t size)
-{
-	switch (sig) {
-	case SIGTERM: return "TERM";
-	case SIGINT: return "INT";
-	case SIGHUP: return "HUP";
-	case SIGQUIT: return "QUIT";
-	case SIGUSR1: return "USR1";
-	case SIGUSR2: return "USR2";
-	case SIGCONT: return "CONT";
-	case SIGSTOP: return "STOP";
-	case SIGKILL: return "KILL";
-	default:
-		snprintf(buf, size, "%d", sig);
-		return buf;
-	}
-}
-
-static int slurm_cancel(struct runner *r, const struct job_handle *h, int sig,
-			struct err *err)
-{
-	struct slurm_runner *sr = (struct slurm_runner *)r;
-	char id[JOBID_MAX], sigbuf[16], opt[32];
-	char *argv[6];
-	struct sjob *j;
-	struct cmd c;
-	int rc = 0, k = 0;
-
-	if (slurm_handle_jobid(h->id, id, sizeof(id)))
-		return err_set(err, ERR_INVALID, "cancel: '%s' is not a slurm job handle", h->id);
-	j = find_job(sr, id, NULL);
-	argv[k++] = "scancel";
-	/* SIGKILL, or a job not running yet: cancel the job outright (Slurm
-	 * TERMs, then KILLs after KillWait). Any other signal goes to the
-	 * whole batch step, the step's process and its children (--full), as
-	 * the local runner signals a process group; the job ends when they do. */
-	if (sig != SIGKILL && !(j && (j->state == SLURM_PENDING || j->state == SLURM_REQUEUED))) {
-		snprintf(opt, sizeof(opt), "--signal=%s", signal_word(sig, sigbuf, sizeof(sigbuf)));
-		argv[k++] = opt;
-		argv[k++] = "--full";
-	}
-	argv[k++] = id;
-	argv[k] = NULL;
-	cmd_init(&c);
-	rc = run_cmd(sr, argv, &c, err);
-	if (!rc && c.status != 0) {
-		const char *e = buf_str(&c.errb);
-		/* Gone already: not an error. */
-		if (says_unknown_job(&c) || strstr(e, "already completing or completed") ||
-		    strstr(e, "Job/step already"))
-			goto done;
-		/* A pending job cannot take a signal: it is cancelled instead. */
-		if (strstr(e, "pending")) {
-			char *kargv[] = { "scancel", id, NULL };
-			cmd_free(&c);
-			cmd_init(&c);
-			rc = run_cmd(sr, kargv, &c, err);
-			if (!rc && c.status != 0 && !says_unknown_job(&c) &&
-			    !strstr(buf_str(&c.errb), "already completing or completed"))
-				rc = cmd_failed(err, ERR_SYSTEM, "scancel", &c);
-			goto done;
-		}
-		rc = cmd_failed(err, ERR_SYSTEM, "scancel", &c);
-	}
-done:
-	if (rc)
-		err_prefix(err, "cancel slurm job %s", id);
-	else
-		hurry(sr);
-	cmd_free(&c);
-	return rc;
-}
-
 /* The state of job id now: squeue, then scontrol / sacct -c. *known = 0
  * when no command knows it. Fails when squeue or scontrol could not be
  * asked. */
@@ -846,6 +774,90 @@ static int query_one(struct slurm_runner *sr, const char *id, int *known,
 	rc = lookup_job(sr, id, f, err);
 	*known = f->known;
 done:
+	cmd_free(&c);
+	return rc;
+}
+
+/* States in which the job's processes exist and can take a signal. */
+static int running_state(enum slurm_state s)
+{
+	return s == SLURM_RUNNING || s == SLURM_COMPLETING || s == SLURM_SUSPENDED;
+}
+
+static const char *signal_word(int sig, char *buf, size_t size)
+{
+	switch (sig) {
+	case SIGTERM: return "TERM";
+	case SIGINT: return "INT";
+	case SIGHUP: return "HUP";
+	case SIGQUIT: return "QUIT";
+	case SIGUSR1: return "USR1";
+	case SIGUSR2: return "USR2";
+	case SIGCONT: return "CONT";
+	case SIGSTOP: return "STOP";
+	case SIGKILL: return "KILL";
+	default:
+		snprintf(buf, size, "%d", sig);
+		return buf;
+	}
+}
+
+static int slurm_cancel(struct runner *r, const struct job_handle *h, int sig,
+			struct err *err)
+{
+	struct slurm_runner *sr = (struct slurm_runner *)r;
+	char id[JOBID_MAX], sigbuf[16], opt[32];
+	char *argv[6];
+	enum slurm_state state = SLURM_UNKNOWN;
+	struct sjob *j;
+	struct cmd c;
+	int rc = 0, k = 0;
+
+	if (slurm_handle_jobid(h->id, id, sizeof(id)))
+		return err_set(err, ERR_INVALID, "cancel: '%s' is not a slurm job handle", h->id);
+	cmd_init(&c);
+	j = find_job(sr, id, NULL);
+	if (j)
+		state = j->state;
+	/* What poll saw may be seconds old: a job seen pending may run now
+	 * (and would be cancelled rather than signalled). One squeue tells. */
+	if (sig != SIGKILL && !running_state(state)) {
+		struct final f;
+		int known = 0;
+		if (query_one(sr, id, &known, &f, err))
+			goto done;
+		if (!known || slurm_state_final(f.state))
+			goto done;   /* gone already; poll reports it */
+		state = f.state;
+	}
+	argv[k++] = "scancel";
+	/* SIGKILL, or a job not running yet: cancel the job outright (Slurm
+	 * TERMs, then KILLs after KillWait). Any other signal goes to the
+	 * whole batch step, the step's process and its children (--full), as
+	 * the local runner signals a process group; the job ends when they do.
+	 * Never a signal to a job that has not started: scancel would retry
+	 * "Job can not be altered now" until it starts (minutes, measured). */
+	if (sig != SIGKILL && running_state(state)) {
+		snprintf(opt, sizeof(opt), "--signal=%s", signal_word(sig, sigbuf, sizeof(sigbuf)));
+		argv[k++] = opt;
+		argv[k++] = "--full";
+	}
+	argv[k++] = id;
+	argv[k] = NULL;
+	rc = run_cmd(sr, argv, &c, err);
+	if (!rc && c.status != 0) {
+		const char *e = buf_str(&c.errb);
+		/* Gone already: not an error. */
+		if (says_unknown_job(&c) || strstr(e, "already completing or completed") ||
+		    strstr(e, "Job/step already"))
+			goto done;
+		rc = cmd_failed(err, ERR_SYSTEM, "scancel", &c);
+	}
+done:
+	if (rc)
+		err_prefix(err, "cancel slurm job %s", id);
+	else
+		hurry(sr);
 	cmd_free(&c);
 	return rc;
 }
@@ -980,6 +992,7 @@ static void slurm_free(struct runner *r)
 
 static const struct runner_ops slurm_ops = {
 	.name = "slurm",
+	.enforces_limits = 1,
 	.submit = slurm_submit,
 	.poll = slurm_poll,
 	.cancel = slurm_cancel,

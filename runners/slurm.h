@@ -8,9 +8,13 @@
  * its argv (through srun for multi-node steps), every word quoted so that
  * any byte string survives; `sbatch --parsable` submits it with the
  * resources mapped to options (cpus -> --cpus-per-task, npus ->
- * --gres=GRES:N, gpus -> --gpus=N, mem_mb -> --mem, timeout -> --time,
+ * --gres=GRES:N, gpus -> --gpus=N, mem_mb -> --mem, timeout_s -> --time,
  * --signal=B:TERM@GRACE, --requeue when allowed, --job-name
- * anneal.RUN.STEP), output to the attempt dir's output.log.
+ * anneal.RUN.STEP), output to the attempt dir's output.log. --time is a
+ * backstop for when anneal is gone (timeout_s + GRACE, in whole minutes,
+ * plus one): anneal's own timeout, counted from submission, comes first.
+ * --comment is the attempt directory, so that a job whose id was never
+ * recorded (a crash right after sbatch) can still be found and adopted.
  *
  * Watching: one `squeue` per poll for all watched jobs (never one command
  * per job), with backoff while nothing changes; a job that left squeue

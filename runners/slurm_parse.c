@@ -321,6 +321,7 @@ void slurm_outcome(enum slurm_state state, int code, int sig,
 
 	d->exit_code = 0;
 	d->signal = 0;
+	d->time_limit = 0;
 	switch (state) {
 	case SLURM_COMPLETED:
 		d->end = JOB_EXITED;
@@ -349,6 +350,7 @@ void slurm_outcome(enum slurm_state state, int code, int sig,
 	case SLURM_TIMEOUT:
 	case SLURM_DEADLINE:
 	case SLURM_OUT_OF_MEMORY:
+		d->time_limit = state == SLURM_TIMEOUT || state == SLURM_DEADLINE;
 		d->end = JOB_SIGNALED;
 		d->signal = sig > 0 ? sig :
 			    state == SLURM_OUT_OF_MEMORY ? SIGKILL : SIGTERM;
@@ -558,10 +560,12 @@ void slurm_sbatch_argv(const struct slurm_options *o, const struct job_spec *spe
 	if (spec->mem_mb > 0)
 		strv_push_owned(out, xasprintf("--mem=%ld", spec->mem_mb));
 	if (spec->timeout_s > 0) {
-		/* A backstop for when anneal is gone: its own timeout (TERM,
-		 * then KILL) comes first. Slurm counts whole minutes and
-		 * checks them every 30 s, and TERMs GRACE seconds early. */
-		long long min = ((long long)spec->timeout_s + o->signal_grace_s + 59) / 60 + 1;
+		/* The per-job wall limit, in the whole minutes Slurm counts:
+		 * it TERMs the batch step GRACE seconds before (--signal) so
+		 * the engine can checkpoint; anneal sets no deadline of its
+		 * own (runner_ops.enforces_limits) and requeues a job that
+		 * hit the limit after a checkpoint. */
+		long long min = ((long long)spec->timeout_s + 59) / 60;
 		strv_push_owned(out, xasprintf("--time=%lld", min));
 	}
 	strv_push_owned(out, xasprintf("--signal=B:TERM@%d", o->signal_grace_s));

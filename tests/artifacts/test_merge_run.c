@@ -876,6 +876,136 @@ static void test_merge_run__linear_fused_matches_the_kernel(void **state)
 	setup_free(&su);
 }
 
+/* The sparsifying methods over F32, F16 and BF16 tensors are streamed
+ * (merge_tensor_stream): the same bits as merge_tensor_f32 on converted
+ * inputs, on 1, 2 and 3 threads, with per-tensor rules, over tensors of
+ * several output stages (with ties at TIES' threshold: bf16-like task
+ * vectors), next to an F64 tensor that takes the whole-tensor path; a NaN
+ * is refused with the model's label and nothing is left behind; and the
+ * scratch bound is what the streamed path needs, not whole tensors. */
+static const struct tdef sparse[] = {
+	{ "p.bf16", ST_BF16, 1, { 1100003 } },
+	{ "q.f16", ST_F16, 2, { 3, 200001 } },
+	{ "r.f32", ST_F32, 1, { 140001 } },
+	{ "s.bf16", ST_BF16, 1, { 5 } },
+	{ "t.f64", ST_F64, 1, { 3000 } },
+};
+#define NSPARSE (sizeof(sparse) / sizeof(*sparse))
+
+static char *sparse_model(const char *name, uint64_t seed, size_t nan_at)
+{
+	char *dir = out_path(name);
+	struct ckpt_writer *w;
+	struct err e;
+
+	assert_int_equal(ckpt_writer_new(dir, 0, &w, &e), 0);
+	for (size_t i = 0; i < NSPARSE; i++)
+		assert_int_equal(ckpt_writer_add(w, sparse[i].name, sparse[i].dtype,
+						 sparse[i].shape, sparse[i].ndim, &e), 0);
+	if (ckpt_writer_begin(w, &e))
+		fail_msg("%s", e.msg);
+	for (size_t i = 0; i < NSPARSE; i++) {
+		size_t n = numel_of(&sparse[i]), wd = dtype_width(sparse[i].dtype);
+		unsigned char *b = xmalloc(n * wd);
+		uint64_t c = 99, s = seed * 1000 + i;
+		for (size_t j = 0; j < n; j++) {
+			/* a shared "pretrained" value and a small delta */
+			double v = ((double)(rng_next(&c) >> 11) * 0x1p-53 - 0.5) * 0.08;
+			if (seed)
+				v += ((double)(rng_next(&s) >> 11) * 0x1p-53 - 0.5) * 0.004;
+			if (j == nan_at && i == 0)
+				v = __builtin_nan("");
+			if (sparse[i].dtype == ST_F64) {
+				dtype_from_f64(ST_F64, &v, b + j * wd, 1);
+			} else {
+				float f = (float)v;
+				dtype_from_f32(sparse[i].dtype, &f, b + j * wd, 1);
+			}
+		}
+		if (ckpt_writer_write(w, sparse[i].name, 0, b, n * wd, &e))
+			fail_msg("%s", e.msg);
+		free(b);
+	}
+	if (ckpt_writer_commit(w, &e))
+		fail_msg("%s", e.msg);
+	ckpt_writer_free(w);
+	return dir;
+}
+
+static void test_merge_run__sparse_streamed_matches_the_kernel(void **state)
+{
+	static const struct {
+		const char *method;
+		const char *kv[4];
+		const char *rule, *rule_kv;
+	} cases[] = {
+		{ "ties", { "density=0.5", NULL }, NULL, NULL },
+		{ "ties", { "density=0.3", "consensus=count", "rescale=l1", NULL },
+		  "q.*", "density=0.9, normalize=false" },
+		{ "ties", { "density=0", NULL }, "p.*", "density=1" },
+		{ "dare_ties", { "density=0.4", NULL }, NULL, NULL },
+		{ "dare_linear", { "density=0.7", "rescale=density", NULL }, NULL, NULL },
+	};
+	struct setup_ su = { 0 };
+	struct err e;
+
+	su.base = sparse_model("sp-base", 0, SIZE_MAX);
+	for (size_t i = 0; i < 3; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "sp-m%zu", i);
+		su.models[i] = sparse_model(name, i + 1, SIZE_MAX);
+		su.weights[i] = i == 1 ? -0.5 : 1 + 0.5 * (double)i;
+	}
+	su.n = 3;
+	for (size_t k = 0; k < sizeof(cases) / sizeof(*cases); k++) {
+		struct merge_spec *spec = spec_of(cases[k].method, cases[k].kv);
+		if (cases[k].rule)
+			assert_int_equal(merge_spec_add_rule(spec, cases[k].rule,
+							     cases[k].rule_kv, &e), 0);
+		for (int threads = 1; threads <= 3; threads++) {
+			struct merge_run_report rep;
+			struct ckpt *in[4], *res;
+			char name[48], *out;
+			snprintf(name, sizeof(name), "out-sp-%zu-%d", k, threads);
+			out = out_path(name);
+			if (do_merge(spec, &su, out, threads, 0, 0, &rep, &e))
+				fail_msg("%s: %s", cases[k].method, e.msg);
+			assert_int_equal(rep.merged, NSPARSE);
+			/* the streamed tensors need no whole float copies: the
+			 * F64 one bounds the scratch */
+			assert_true(rep.scratch_bound <= (uint64_t)threads *
+				    ((3 + 3) * 3000 * 8 + (3 << 20)));
+			assert_int_equal(ckpt_open(su.base, &in[0], &e), 0);
+			for (size_t i = 0; i < 3; i++)
+				assert_int_equal(ckpt_open(su.models[i], &in[i + 1], &e), 0);
+			assert_int_equal(ckpt_open(out, &res, &e), 0);
+			assert_int_equal(ckpt_count(res), NSPARSE);
+			for (size_t t = 0; t < NSPARSE; t++)
+				check_tensor(spec, in, 4, 1, su.weights, ckpt_tensor(res, t));
+			ckpt_close(res);
+			for (size_t i = 0; i < 4; i++)
+				ckpt_close(in[i]);
+			free(out);
+		}
+		merge_spec_free(spec);
+	}
+	/* A NaN deep in a streamed tensor: refused by name, nothing left. */
+	free(su.models[1]);
+	su.models[1] = sparse_model("sp-nan", 2, 900000);
+	for (int threads = 1; threads <= 2; threads++) {
+		struct merge_spec *spec = spec_of("ties", (const char *const[]){ "density=0.5", NULL });
+		struct merge_run_report rep;
+		char *out = out_path("out-sp-nan");
+		assert_int_equal(do_merge(spec, &su, out, threads, 0, 0, &rep, &e), ERR_INVALID);
+		assert_string_equal(e.msg, "tensor 'p.bf16': input 1 ('b') has NaN at element "
+				    "900000; method 'ties' needs finite values");
+		assert_false(fs_exists(out));
+		merge_spec_free(spec);
+		free(out);
+	}
+	setup_free(&su);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -888,6 +1018,7 @@ int main(void)
 		cmocka_unit_test(test_merge_run__failures_leave_nothing),
 		cmocka_unit_test(test_merge_run__argument_errors),
 		cmocka_unit_test(test_merge_run__linear_fused_matches_the_kernel),
+		cmocka_unit_test(test_merge_run__sparse_streamed_matches_the_kernel),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

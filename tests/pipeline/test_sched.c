@@ -188,7 +188,8 @@ static void fake_free(struct runner *r)
 }
 
 static const struct runner_ops fake_ops = {
-	"fake", fake_submit, fake_poll, fake_cancel, fake_attach, fake_free,
+	.name = "fake", .submit = fake_submit, .poll = fake_poll, .cancel = fake_cancel,
+	.attach = fake_attach, .free = fake_free,
 };
 
 /* ---- fixtures ------------------------------------------------------------- */

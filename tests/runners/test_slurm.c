@@ -377,7 +377,7 @@ static void test_slurm__sbatch_argv_golden(void **state)
 		"--partition=gpu\n--account=proj\n--qos=high\n--nodes=1\n--ntasks=1\n"
 		"--cpus-per-task=8\n--gres=npu:4\n--gpus=1\n--mem=32000\n"
 		/* (3600 + 120 + 59) / 60 + 1 */
-		"--time=63\n--signal=B:TERM@120\n--requeue\n"
+		"--time=60\n--signal=B:TERM@120\n--requeue\n"
 		"--constraint=a100\n--exclusive\n"
 		"/ws/.anneal/runs/12/distill.2/a1%j/slurm.sh\n");
 	strv_free(&sv);
@@ -504,12 +504,19 @@ static void test_slurm__sbatch_output(void **state)
 	assert_int_equal(slurm_handle_jobid("slurm:4 2", id, sizeof(id)), ERR_INVALID);
 }
 
-/* Recorded from Slurm 22.05.8 (tests/slurm/start.sh's cluster). */
-static const char sbatch_errors[][160] = {
+/* Recorded from Slurm 22.05.8 (tests/slurm/start.sh's cluster): -p nosuch,
+ * --gres=npu:9, --bogus, --gres=gpu:1, --mem=99999999, a script with CRLF;
+ * then the transient kinds (the first three seen while that cluster was
+ * being restarted). */
+static const char sbatch_errors[][200] = {
 	"sbatch: error: Batch job submission failed: Invalid partition name specified\n",
 	"sbatch: error: Batch job submission failed: Requested node configuration is not available\n",
-	"sbatch: error: Invalid --gres specification\n",
+	"sbatch: error: Invalid generic resource (gres) specification\n",
 	"sbatch: unrecognized option '--bogus'\nTry \"sbatch --help\" for more information\n",
+	"sbatch: error: Memory specification can not be satisfied\n"
+	"sbatch: error: Batch job submission failed: Requested node configuration is not available\n",
+	"sbatch: error: Batch script contains DOS line breaks (\\r\\n)\n"
+	"sbatch: error: instead of expected UNIX line breaks (\\n).\n",
 	"sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)\n",
 	"sbatch: error: Batch job submission failed: Socket timed out on send/recv operation\n",
 	"sbatch: error: Batch job submission failed: Connection reset by peer\n",
@@ -521,7 +528,7 @@ static const char sbatch_errors[][160] = {
 static void test_slurm__sbatch_errors(void **state)
 {
 	static const int want[] = {
-		ERR_INVALID, ERR_INVALID, ERR_INVALID, ERR_INVALID,
+		ERR_INVALID, ERR_INVALID, ERR_INVALID, ERR_INVALID, ERR_INVALID, ERR_INVALID,
 		ERR_SYSTEM, ERR_SYSTEM, ERR_SYSTEM, ERR_SYSTEM, ERR_SYSTEM,
 	};
 
@@ -531,27 +538,32 @@ static void test_slurm__sbatch_errors(void **state)
 	assert_int_equal(slurm_sbatch_error_code(NULL), ERR_SYSTEM);
 }
 
-/* `squeue -h -t all -j 1,2,... -o '%i|%T|%r'`, recorded. */
+/* `squeue -h -t all -j 1,2,... -o '%i|%T|%r'`, recorded (exit 3, kill -9
+ * $$, sleep, two --gres=npu:8, /nonexistent, a trapped TERM, a cancelled
+ * pending job); the COMPLETING and TIMEOUT lines are of the same format,
+ * not seen in these runs. */
 static const char squeue_sample[] =
-	"7|PENDING|Resources\n"
-	"8|PENDING|Priority\n"
-	"5|RUNNING|None\n"
+	"1|FAILED|NonZeroExitCode\n"
+	"2|FAILED|JobLaunchFailure\n"
+	"5|PENDING|Resources\n"
+	"3|RUNNING|None\n"
+	"15|COMPLETED|None\n"
+	"18|FAILED|NonZeroExitCode\n"
+	"20|CANCELLED|Resources\n"
 	"6|COMPLETING|NonZeroExitCode\n"
-	"3|FAILED|NonZeroExitCode\n"
-	"2|COMPLETED|None\n"
-	"4|CANCELLED|None\n"
 	"9|TIMEOUT|TimeLimit\n";
 
 static void test_slurm__squeue_lines(void **state)
 {
 	static const struct { const char *id; enum slurm_state st; const char *reason; } want[] = {
-		{ "7", SLURM_PENDING, "Resources" }, { "8", SLURM_PENDING, "Priority" },
-		{ "5", SLURM_RUNNING, "None" }, { "6", SLURM_COMPLETING, "NonZeroExitCode" },
-		{ "3", SLURM_FAILED, "NonZeroExitCode" }, { "2", SLURM_COMPLETED, "None" },
-		{ "4", SLURM_CANCELLED, "None" }, { "9", SLURM_TIMEOUT, "TimeLimit" },
+		{ "1", SLURM_FAILED, "NonZeroExitCode" }, { "2", SLURM_FAILED, "JobLaunchFailure" },
+		{ "5", SLURM_PENDING, "Resources" }, { "3", SLURM_RUNNING, "None" },
+		{ "15", SLURM_COMPLETED, "None" }, { "18", SLURM_FAILED, "NonZeroExitCode" },
+		{ "20", SLURM_CANCELLED, "Resources" },
+		{ "6", SLURM_COMPLETING, "NonZeroExitCode" }, { "9", SLURM_TIMEOUT, "TimeLimit" },
 	};
 	char *text = xstrdup(squeue_sample), *line = text;
-	char id[24], reason[16];
+	char id[24], reason[20];
 	enum slurm_state st;
 	size_t k = 0;
 
@@ -586,8 +598,26 @@ static void test_slurm__squeue_lines(void **state)
 						 id, sizeof(id), &st, reason, sizeof(reason)), ERR_INVALID);
 }
 
-/* `scontrol show job -o ID`, recorded (the job name and comment are ours,
- * hostile on purpose: only whole fields count, the first of each). */
+/* `scontrol show job -o 1` after `sbatch --wrap 'exit 3'`, recorded. */
+static const char scontrol_real[] =
+	"JobId=1 JobName=wrap UserId=root(0) GroupId=root(0) MCS_label=N/A "
+	"Priority=4294901759 Nice=0 Account=(null) QOS=(null) JobState=FAILED "
+	"Reason=NonZeroExitCode Dependency=(null) Requeue=1 Restarts=0 BatchFlag=1 "
+	"Reboot=0 ExitCode=3:0 RunTime=00:00:00 TimeLimit=UNLIMITED TimeMin=N/A "
+	"SubmitTime=2026-11-29T06:02:44 EligibleTime=2026-11-29T06:02:44 "
+	"AccrueTime=2026-11-29T06:02:44 StartTime=2026-11-29T06:02:46 "
+	"EndTime=2026-11-29T06:02:46 Deadline=N/A SuspendTime=None SecsPreSuspend=0 "
+	"LastSchedEval=2026-11-29T06:02:46 Scheduler=Main Partition=debug "
+	"AllocNode:Sid=localhost:31253 ReqNodeList=(null) ExcNodeList=(null) "
+	"NodeList=vm BatchHost=vm NumNodes=1 NumCPUs=1 NumTasks=1 CPUs/Task=1 "
+	"ReqB:S:C:T=0:0:*:* TRES=cpu=1,node=1,billing=1 Socks/Node=* "
+	"NtasksPerN:B:S:C=0:0:*:* CoreSpec=* MinCPUsNode=1 MinMemoryNode=0 "
+	"MinTmpDiskNode=0 Features=(null) DelayBoot=00:00:00 OverSubscribe=OK "
+	"Contiguous=0 Licenses=(null) Network=(null) Command=(null) WorkDir=/tmp/sl "
+	"StdErr=/tmp/sl/1.out StdIn=/dev/null StdOut=/tmp/sl/1.out Power= \n";
+
+/* The same format with a job name and comment made hostile on purpose:
+ * only whole fields count, the first of each. */
 static const char scontrol_failed[] =
 	"JobId=3 JobName=anneal.1.JobState=RUNNING UserId=root(0) GroupId=root(0) "
 	"MCS_label=N/A Priority=4294901757 Nice=0 Account=(null) QOS=(null) "
@@ -612,6 +642,13 @@ static void test_slurm__scontrol(void **state)
 	int code = -1, sig = -1;
 	char reason[64];
 
+	assert_int_equal(slurm_parse_scontrol(scontrol_real, &st, &code, &sig,
+					      reason, sizeof(reason)), 0);
+	assert_int_equal(st, SLURM_FAILED);
+	assert_int_equal(code, 3);
+	assert_int_equal(sig, 0);
+	assert_string_equal(reason, "NonZeroExitCode");
+	code = sig = -1;
 	assert_int_equal(slurm_parse_scontrol(scontrol_failed, &st, &code, &sig,
 					      reason, sizeof(reason)), 0);
 	assert_int_equal(st, SLURM_FAILED);
@@ -646,6 +683,16 @@ static void test_slurm__sacct(void **state)
 	enum slurm_state st;
 	int code = -1, sig = -1;
 
+	/* Recorded: exit 3, kill -9, exec of a missing program, a trapped TERM
+	 * (exit 75), scancel (0:0: written before the processes die). */
+	assert_int_equal(slurm_parse_sacct("FAILED|0:9\n", &st, &code, &sig), 0);
+	assert_int_equal(sig, 9);
+	assert_int_equal(slurm_parse_sacct("FAILED|127:0\n", &st, &code, &sig), 0);
+	assert_int_equal(code, 127);
+	assert_int_equal(slurm_parse_sacct("FAILED|75:0\n", &st, &code, &sig), 0);
+	assert_int_equal(code, 75);
+	assert_int_equal(slurm_parse_sacct("CANCELLED|0:0\n", &st, &code, &sig), 0);
+	assert_int_equal(st, SLURM_CANCELLED);
 	assert_int_equal(slurm_parse_sacct("FAILED|3:0\n", &st, &code, &sig), 0);
 	assert_int_equal(st, SLURM_FAILED);
 	assert_int_equal(code, 3);
@@ -694,12 +741,15 @@ static void test_slurm__outcomes(void **state)
 	assert_int_equal(d.end, JOB_SIGNALED);
 	assert_int_equal(d.signal, 15);
 	assert_true(!strncmp(d.detail, "TIMEOUT", 7));
+	assert_int_equal(d.time_limit, 1);   /* requeued after a checkpoint */
 	slurm_outcome(SLURM_DEADLINE, 0, 0, "5", &d);
 	assert_int_equal(d.signal, 15);
+	assert_int_equal(d.time_limit, 1);
 	assert_true(!strncmp(d.detail, "DEADLINE", 8));
 	slurm_outcome(SLURM_OUT_OF_MEMORY, 0, 0, "5", &d);
 	assert_int_equal(d.end, JOB_SIGNALED);
 	assert_int_equal(d.signal, 9);
+	assert_int_equal(d.time_limit, 0);
 	assert_true(!strncmp(d.detail, "OUT_OF_MEMORY", 13));
 	for (enum slurm_state s = SLURM_NODE_FAIL; s <= SLURM_BOOT_FAIL; s++) {
 		if (s == SLURM_OUT_OF_MEMORY)
@@ -1072,14 +1122,14 @@ static void test_slurm__fake_sbatch_rejects(void **state)
 
 	fake_file("sbatch.err", sbatch_errors[0]);
 	assert_int_equal(submit_rc(r, argv_true, dir, NULL, &h, &err), ERR_INVALID);
-	assert_string_equal(err.msg, "sbatch failed (exit 1): sbatch: error: Batch job "
+	assert_string_equal(err.msg, "step 's1': sbatch failed (exit 1): sbatch: error: Batch job "
 			    "submission failed: Invalid partition name specified");
 	p = fs_join(dir, "slurm.jobid");
 	assert_false(fs_exists(p));
 	free(p);
 	assert_int_equal(fake_count("squeue"), 0);
 
-	fake_file("sbatch.err", sbatch_errors[4]);
+	fake_file("sbatch.err", sbatch_errors[6]);
 	assert_int_equal(submit_rc(r, argv_true, dir, NULL, &h, &err), ERR_SYSTEM);
 	assert_non_null(strstr(err.msg, "Unable to contact slurm controller"));
 
@@ -1162,10 +1212,15 @@ static void test_slurm__fake_cancel(void **state)
 	struct runner *r = fake_runner(50, 100);
 	char *dir = attempt_dir("a1");
 	struct job_handle h, other = { "slurm:77" }, bad = { "pid:7" };
+	struct job_handle pending = { "slurm:78" }, gone = { "slurm:79" };
 	struct err err;
 
-	fake_file("squeue.out", "41|RUNNING|None\n");
+	fake_file("squeue.out", "41|RUNNING|None\n77|RUNNING|None\n78|PENDING|Priority\n");
 	submit(r, argv_true, dir, NULL, &h);
+	/* Not seen running yet: squeue asked first, which says it runs. */
+	assert_int_equal(r->ops->cancel(r, &h, SIGTERM, &err), 0);
+	assert_int_equal(fake_count("scancel --signal=TERM --full 41"), 1);
+	assert_int_equal(fake_count("squeue "), 1);
 	{
 		struct job_done d;
 		size_t n;
@@ -1175,10 +1230,16 @@ static void test_slurm__fake_cancel(void **state)
 	assert_int_equal(r->ops->cancel(r, &h, SIGUSR1, &err), 0);
 	assert_int_equal(r->ops->cancel(r, &h, SIGKILL, &err), 0);
 	assert_int_equal(r->ops->cancel(r, &other, SIGTERM, &err), 0);
-	assert_int_equal(fake_count("scancel --signal=TERM --full 41"), 1);
+	assert_int_equal(fake_count("scancel --signal=TERM --full 41"), 2);
 	assert_int_equal(fake_count("scancel --signal=USR1 --full 41"), 1);
 	assert_int_equal(fake_count("scancel 41"), 1);
 	assert_int_equal(fake_count("scancel --signal=TERM --full 77"), 1);
+	/* Handles of jobs not watched: squeue tells their state first. */
+	assert_int_equal(r->ops->cancel(r, &pending, SIGTERM, &err), 0);
+	assert_int_equal(fake_count("scancel 78"), 1);
+	assert_int_equal(r->ops->cancel(r, &gone, SIGTERM, &err), 0);
+	assert_int_equal(fake_count("scancel --signal=TERM --full 79"), 0);
+	assert_int_equal(fake_count("scancel 79"), 0);
 
 	fake_file("scancel.err", "scancel: error: Kill job error on job id 41: Invalid job id specified\n");
 	assert_int_equal(r->ops->cancel(r, &h, SIGKILL, &err), 0);
@@ -1370,6 +1431,35 @@ static int have_cluster(void)
 	return known;
 }
 
+/* Jobs the real tests submitted: cancelled by real_teardown, so that a
+ * failing test leaves nothing running on the cluster. */
+static char real_jobs[32][JOB_HANDLE_MAX];
+static size_t n_real_jobs;
+
+static void real_submit(struct runner *r, char **argv, const char *dir, void *cookie,
+			struct job_handle *h)
+{
+	submit(r, argv, dir, cookie, h);
+	if (n_real_jobs < sizeof(real_jobs) / sizeof(real_jobs[0]))
+		snprintf(real_jobs[n_real_jobs++], JOB_HANDLE_MAX, "%s", h->id + 6);
+}
+
+static int real_teardown(void **state)
+{
+	for (size_t i = 0; i < n_real_jobs; i++) {
+		char *argv[] = { "scancel", real_jobs[i], NULL };
+		struct spawn_opts so = SPAWN_OPTS_INIT;
+		struct err err;
+		int status;
+		so.stdin_null = 1;
+		so.stdout_path = "/dev/null";
+		so.stderr_path = "/dev/null";
+		spawn_run(argv, &so, &status, &err);
+	}
+	n_real_jobs = 0;
+	return teardown(state);
+}
+
 static struct runner *real_runner(void)
 {
 	struct slurm_options o;
@@ -1405,7 +1495,7 @@ static void test_slurm__real_exit_codes(void **state)
 		char name[16];
 		snprintf(name, sizeof(name), "r%d", i);
 		dirs[i] = attempt_dir(name);
-		submit(r, argvs[i], dirs[i], &cookies[i], &h[i]);
+		real_submit(r, argvs[i], dirs[i], &cookies[i], &h[i]);
 		print_message("submitted %s\n", h[i].id);
 	}
 	t0 = now_mono();
@@ -1468,8 +1558,8 @@ static void test_slurm__real_cancel_and_attach(void **state)
 	d1 = attempt_dir("c1");
 	d2 = attempt_dir("c2");
 	d3 = attempt_dir("c3");
-	submit(r, sleeper, d1, &c1, &h1);
-	submit(r, plain, d2, &c2, &h2);
+	real_submit(r, sleeper, d1, &c1, &h1);
+	real_submit(r, plain, d2, &c2, &h2);
 	/* Wait until the trap is set. */
 	p = fs_join(d1, "output.log");
 	end = now_mono() + DEADLINE_S;
@@ -1547,7 +1637,7 @@ static void test_slurm__real_rejected(void **state)
 	dir = attempt_dir("x1");
 	assert_int_equal(submit_rc(r, argv_true, dir, NULL, &h, &err), ERR_INVALID);
 	print_message("%s\n", err.msg);
-	assert_non_null(strstr(err.msg, "sbatch failed (exit 1): sbatch: error:"));
+	assert_non_null(strstr(err.msg, "step 's1': sbatch failed (exit 1): sbatch: error:"));
 	p = fs_join(dir, "slurm.jobid");
 	assert_false(fs_exists(p));
 	free(p);
@@ -1557,6 +1647,7 @@ static void test_slurm__real_rejected(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 #define F(f) cmocka_unit_test_setup_teardown(f, fake_setup, fake_teardown)
+#define R(f) cmocka_unit_test_setup_teardown(f, setup, real_teardown)
 
 /* The step of the quoting tests: cwd, argv[2..] and a few variables,
  * NUL-separated, on stdout. */
@@ -1610,9 +1701,9 @@ int main(int argc, char **argv)
 		F(test_slurm__fake_attach),
 		F(test_slurm__fake_poll_returns_on_signal),
 		F(test_slurm__job_state_other_handles),
-		T(test_slurm__real_exit_codes),
-		T(test_slurm__real_cancel_and_attach),
-		T(test_slurm__real_rejected),
+		R(test_slurm__real_exit_codes),
+		R(test_slurm__real_cancel_and_attach),
+		R(test_slurm__real_rejected),
 	};
 
 	if (argc >= 2 && !strcmp(argv[1], "--print-argv"))
