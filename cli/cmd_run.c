@@ -451,6 +451,14 @@ int cmd_run(struct cli *cli, int argc, char **argv)
 			ro.so.mem_mb = (long)((unsigned long long)si.totalram * si.mem_unit >> 20);
 	}
 	rc = check_fits(r->steps, r->nsteps, &ro.so, &err);
+	if (!rc && spec_is_cluster(spec)) {
+		/* An absent or unreachable cluster starts nothing. */
+		struct runner *probe = NULL;
+		rc = runner_from_spec(spec, NULL, &probe, &err);
+		if (!rc && probe->ops->check)
+			rc = probe->ops->check(probe, &err);
+		runner_free(probe);
+	}
 	if (!rc)
 		rc = collect_provenance(r, ro.require_clean, &prov, &prov_json, &err);
 	if (!rc)

@@ -17,6 +17,8 @@
 #include "cli/cli.h"
 #include "pipeline/state.h"
 #include "pipeline/workspace.h"
+#include "runners/runner.h"
+#include "runners/slurm.h"
 
 static double step_duration(const struct step_info *si)
 {
@@ -25,8 +27,41 @@ static double step_duration(const struct step_info *si)
 	return (si->finished > 0 ? si->finished : now_wall()) - si->started;
 }
 
+/* What Slurm says of each running step's job ("PENDING (Resources)"),
+ * for runs on the Slurm runner: one query per running job. NULL entries
+ * for the rest. */
+static char **slurm_states(const struct run_info *ri, const struct step_info *si, size_t n)
+{
+	struct runner *r = NULL;
+	char type[32], **out = NULL;
+	struct err err;
+
+	if (!ri->runner || runner_spec_type(ri->runner, type, sizeof(type)) || strcmp(type, "slurm"))
+		return NULL;
+	if (runner_from_spec(ri->runner, NULL, &r, &err))
+		return NULL;
+	out = xcalloc(n, sizeof(*out));
+	for (size_t i = 0; i < n; i++) {
+		struct job_handle h;
+		enum slurm_state state;
+		char reason[128] = "";
+
+		if (si[i].state != STEP_RUNNING || !si[i].last_handle)
+			continue;
+		snprintf(h.id, sizeof(h.id), "%s", si[i].last_handle);
+		if (slurm_job_state(r, &h, &state, reason, sizeof(reason), &err))
+			out[i] = xasprintf("%s", err.code == ERR_NOTFOUND ? "unknown to Slurm" : err.msg);
+		else if (reason[0] && strcmp(reason, "None"))
+			out[i] = xasprintf("%s (%s)", slurm_state_name(state), reason);
+		else
+			out[i] = xstrdup(slurm_state_name(state));
+	}
+	runner_free(r);
+	return out;
+}
+
 static void print_json(const struct run_info *ri, int driver_alive,
-		       const struct step_info *si, size_t n)
+		       const struct step_info *si, size_t n, char **slurm)
 {
 	struct buf b = BUF_INIT;
 
@@ -58,6 +93,10 @@ static void print_json(const struct run_info *ri, int driver_alive,
 			buf_add_json_str(&b, s->last_handle);
 		else
 			buf_adds(&b, "null");
+		if (slurm && slurm[i]) {
+			buf_adds(&b, ",\"slurm\":");
+			buf_add_json_str(&b, slurm[i]);
+		}
 		if (s->last_attempt)
 			buf_printf(&b, ",\"last_attempt\":{\"n\":%d,\"state\":\"%s\"}",
 				   s->last_attempt, attempt_state_name(s->last_attempt_state));
@@ -104,7 +143,7 @@ static void print_json(const struct run_info *ri, int driver_alive,
 }
 
 static void print_text(const struct run_info *ri, int driver_alive,
-		       const struct step_info *si, size_t n)
+		       const struct step_info *si, size_t n, char **slurm)
 {
 	char when[64] = "", dur[32];
 	time_t t = (time_t)ri->created;
@@ -140,6 +179,8 @@ static void print_text(const struct run_info *ri, int driver_alive,
 			buf_printf(&d, "%s=%.6g ", s->metric_name, s->metric_value);
 		if (s->state == STEP_RUNNING && s->last_handle)
 			buf_printf(&d, "%s ", s->last_handle);
+		if (slurm && slurm[i])
+			buf_printf(&d, "%s ", slurm[i]);
 		if (s->last_error && s->state != STEP_SUCCEEDED && s->state != STEP_CACHED)
 			buf_printf(&d, "%s", s->last_error);
 		printf("  %-*s  %-9s  %8d  %8s  %s\n", (int)width, s->id,
@@ -160,6 +201,7 @@ int cmd_status(struct cli *cli, int argc, char **argv)
 	struct state *st = NULL;
 	struct run_info ri = { 0 };
 	struct step_info *si = NULL;
+	char **slurm = NULL;
 	size_t n = 0;
 	struct err err;
 	int64_t run = 0;
@@ -197,11 +239,15 @@ int cmd_status(struct cli *cli, int argc, char **argv)
 		rc = cli_fail(&err);
 		goto done;
 	}
+	slurm = slurm_states(&ri, si, n);
 	if (json)
-		print_json(&ri, workspace_run_locked(ws, run), si, n);
+		print_json(&ri, workspace_run_locked(ws, run), si, n, slurm);
 	else
-		print_text(&ri, workspace_run_locked(ws, run), si, n);
+		print_text(&ri, workspace_run_locked(ws, run), si, n, slurm);
 done:
+	for (size_t i = 0; slurm && i < n; i++)
+		free(slurm[i]);
+	free(slurm);
 	for (size_t i = 0; i < n; i++)
 		step_info_clear(&si[i]);
 	free(si);

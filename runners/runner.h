@@ -93,6 +93,10 @@ struct runner_ops {
 	int (*attach)(struct runner *r, const char *attempt_dir,
 		      struct job_handle *h, void *cookie, int *alive,
 		      struct job_done *done, struct err *err);
+	/* Optional: can jobs be submitted at all (the cluster answers)?
+	 * Asked before a run is recorded, so that an absent or unreachable
+	 * scheduler starts nothing. NULL: always. */
+	int (*check)(struct runner *r, struct err *err);
 	void (*free)(struct runner *r);
 };
 

@@ -971,6 +971,24 @@ int slurm_job_state(struct runner *r, const struct job_handle *h,
 	return 0;
 }
 
+/* `scontrol ping`: the controller answers (UP), or the one-line reason. */
+static int slurm_check(struct runner *r, struct err *err)
+{
+	struct slurm_runner *sr = (struct slurm_runner *)r;
+	char *argv[] = { "scontrol", "ping", NULL };
+	struct cmd c;
+	int rc;
+
+	cmd_init(&c);
+	rc = run_cmd(sr, argv, &c, err);
+	if (!rc && (c.status != 0 || !strstr(buf_str(&c.out), "UP")))
+		rc = c.status != 0 ? cmd_failed(err, ERR_SYSTEM, "scontrol ping", &c)
+				   : err_set(err, ERR_SYSTEM, "scontrol ping: the Slurm controller is not UP: %.200s",
+					     buf_str(&c.out));
+	cmd_free(&c);
+	return rc;
+}
+
 static void slurm_free(struct runner *r)
 {
 	struct slurm_runner *sr = (struct slurm_runner *)r;
@@ -993,6 +1011,7 @@ static void slurm_free(struct runner *r)
 static const struct runner_ops slurm_ops = {
 	.name = "slurm",
 	.enforces_limits = 1,
+	.check = slurm_check,
 	.submit = slurm_submit,
 	.poll = slurm_poll,
 	.cancel = slurm_cancel,

@@ -35,6 +35,16 @@ jobid_of() {
 	sj "$1" "s['$2']['handle'] or ''" | sed 's/^slurm://'
 }
 
+# ---- 0. no Slurm: a clear error, nothing recorded ---------------------------------------
+recipe none.json none "$(stage a 'value=a')"
+rc=0
+PATH=/nonexistent "$ANNEAL_BIN" -C "$WS/none" run none.json --runner slurm </dev/null >none.out 2>none.err || rc=$?
+assert_rc "run without Slurm's commands" 3 "$rc" none.out none.err
+assert_grep "no Slurm: the command is named" none.err 'scontrol: not found in PATH'
+[ ! -e "$WS/none/.anneal/state.db" ] || [ -z "$(anneal -C "$WS/none" status --json 2>/dev/null)" ] ||
+	fail "a run was recorded although Slurm could not be reached"
+pass "no Slurm: exit 3 naming the command, no run recorded"
+
 # ---- 1. parallel jobs with NPUs ----------------------------------------------------
 recipe dag.json dag \
 	"$(stage a 'value=a' '"outputs": {"o": "dataset"}, "resources": {"npus": 4}')" \
@@ -55,24 +65,40 @@ assert_grep "DAG: b asked for 4 NPUs" job_b.txt 'gres/npu=4\|gres:npu:4\|gres:np
 assert_grep "DAG: job name" job_b.txt 'JobName=anneal\.1\.b'
 pass "DAG on Slurm: b and c ran at once with --gres=npu:4 each"
 
+# ---- 1b. status shows Slurm's state and reason ------------------------------------------
+recipe st.json status \
+	"$(stage a 'block=go1b' '"resources": {"npus": 6}')" \
+	"$(stage b 'value=b' '"resources": {"npus": 6}')"
+anneal_bg st.out st.err run st.json --runner slurm
+wait_for "a to start on Slurm" started 2 a
+slurm_pending() { [ "$(sj 2 "s['b'].get('slurm', '')")" = "PENDING (Resources)" ]; }
+wait_for "status to show b PENDING (Resources)" slurm_pending
+anneal status 2 >st.txt
+assert_grep "status text: b pending on resources" st.txt '^  b .*slurm:[0-9]* PENDING (Resources)'
+assert_grep "status text: a running" st.txt '^  a .*slurm:[0-9]* RUNNING'
+release go1b
+wait_exit "$apid"
+assert_rc "run 2" 0 "$rc" st.out st.err
+pass "status shows each job's Slurm state and reason"
+
 # ---- 2. anneal kill -9'd while jobs run ------------------------------------------------
 recipe k.json kill \
 	"$(stage a 'ckpts=2 block_at=1 block=go2' '"outputs": {"o": "checkpoint"}')" \
 	"$(stage b 'value=b' '"inputs": {"i": "a.o"}')"
 anneal_bg k.out k.err run k.json --runner slurm
-wait_for "a to write checkpoint 1 on Slurm" has_line "$LOG" '^ckpt 2 a 1 1$'
+wait_for "a to write checkpoint 1 on Slurm" has_line "$LOG" '^ckpt 3 a 1 1$'
 kill -9 "$apid"
 wait_exit "$apid"
-driver_gone 2
-anneal_bg k2.out k2.err resume 2
+driver_gone 3
+anneal_bg k2.out k2.err resume 3
 rpid=$apid
 wait_for "resume to re-attach to a" has_line k2.out 'attach.* a'
 release go2
 wait_exit "$rpid"
 assert_rc "resume after kill -9" 0 "$rc" k2.out k2.err
-assert_eq "kill: a starts" 1 "$(starts 2 a)"
-assert_eq "kill: a attempts" 1 "$(sj 2 "s['a']['attempts']")"
-assert_eq "kill: b succeeded" succeeded "$(sj 2 "s['b']['state']")"
+assert_eq "kill: a starts" 1 "$(starts 3 a)"
+assert_eq "kill: a attempts" 1 "$(sj 3 "s['a']['attempts']")"
+assert_eq "kill: b succeeded" succeeded "$(sj 3 "s['b']['state']")"
 assert_no_concurrent
 pass "anneal kill -9'd while a Slurm job ran: resume re-attached, the step ran once"
 
@@ -80,16 +106,16 @@ pass "anneal kill -9'd while a Slurm job ran: resume re-attached, the step ran o
 recipe c.json scancel \
 	"$(stage a 'ckpts=3 block_at=1 block=go3' '"outputs": {"o": "checkpoint"}, "retries": 1')"
 anneal_bg c.out c.err run c.json --runner slurm
-wait_for "a to write checkpoint 1" has_line "$LOG" '^ckpt 3 a 1 1$'
-job=$(jobid_of 3 a)
+wait_for "a to write checkpoint 1" has_line "$LOG" '^ckpt 4 a 1 1$'
+job=$(jobid_of 4 a)
 [ -n "$job" ] || fail "no Slurm job id recorded for a"
 scancel "$job" || fail "scancel $job"
-wait_for "attempt 2 of a, resumed" has_line "$LOG" '^start 3 a 2 .*resume=[0-9]'
+wait_for "attempt 2 of a, resumed" has_line "$LOG" '^start 4 a 2 .*resume=[0-9]'
 release go3
 wait_exit "$apid"
 assert_rc "run with a scancel'd job" 0 "$rc" c.out c.err
-assert_eq "scancel: attempts" 2 "$(sj 3 "s['a']['attempts']")"
-assert_eq "scancel: state" succeeded "$(sj 3 "s['a']['state']")"
+assert_eq "scancel: attempts" 2 "$(sj 4 "s['a']['attempts']")"
+assert_eq "scancel: state" succeeded "$(sj 4 "s['a']['state']")"
 pass "scancel of a running job: retried from its checkpoint"
 
 # ---- 4. the time limit ------------------------------------------------------------------------
@@ -100,14 +126,14 @@ cat >t.json <<EOF
  "stages": [$(stage a 'ckpts=2 block_at=1 block=never4' '"outputs": {"o": "checkpoint"}, "timeout": "1m"')]}
 EOF
 anneal_bg t.out t.err run t.json
-wait_for "a to write checkpoint 1" has_line "$LOG" '^ckpt 4 a 1 1$'
-E2E_TIMEOUT=120 wait_for "SIGTERM before the time limit" has_line "$LOG" '^term 4 a 1'
-wait_for "attempt 2 of a" has_line "$LOG" '^start 4 a 2 .*resume='
+wait_for "a to write checkpoint 1" has_line "$LOG" '^ckpt 5 a 1 1$'
+E2E_TIMEOUT=120 wait_for "SIGTERM before the time limit" has_line "$LOG" '^term 5 a 1'
+wait_for "attempt 2 of a" has_line "$LOG" '^start 5 a 2 .*resume='
 release never4
 wait_exit "$apid"
 assert_rc "run through a time limit" 0 "$rc" t.out t.err
-assert_eq "limit: state" succeeded "$(sj 4 "s['a']['state']")"
-assert_eq "limit: retries spent" 0 "$(sj 4 "s['a']['retries_used']")"
+assert_eq "limit: state" succeeded "$(sj 5 "s['a']['state']")"
+assert_eq "limit: retries spent" 0 "$(sj 5 "s['a']['retries_used']")"
 pass "a step at its time limit: SIGTERM, checkpoint, requeue, finish"
 
 # ---- 5. the Pangu recipe on Slurm and locally ---------------------------------------------
