@@ -419,6 +419,53 @@ static int check_ids(const struct jnode *arr, struct stages *s, struct err *err)
 	return 0;
 }
 
+/* A stage's "slurm" object: its own partition, account, qos and extra
+ * sbatch words, for every step it expands to (used by the Slurm runner). */
+static int check_stage_slurm(const struct jnode *v, const char *where, struct err *err)
+{
+	static const char *const fields[] = { "partition", "account", "qos", "sbatch" };
+	int rc = stage_want_type(v, J_OBJECT, where, err);
+
+	if (!rc)
+		rc = stage_check_fields(v, where, fields, 4, err);
+	for (size_t i = 0; !rc && i < v->nkids; i++) {
+		const struct jnode *f = &v->kids[i];
+		char *path = stage_path(where, f->key);
+
+		if (!strcmp(f->key, "sbatch")) {
+			rc = stage_want_type(f, J_ARRAY, path, err);
+			for (size_t k = 0; !rc && k < f->nkids; k++) {
+				char *ipath = xasprintf("%s[%zu]", path, k);
+				rc = stage_want_type(&f->kids[k], J_STRING, ipath, err);
+				free(ipath);
+			}
+		} else {
+			rc = stage_want_type(f, J_STRING, path, err);
+		}
+		free(path);
+	}
+	return rc;
+}
+
+/* st without its "slurm" member (a kind does not know it). */
+static struct jnode *without_slurm(const struct jnode *st)
+{
+	struct jnode *copy = xcalloc(1, sizeof(*copy));
+
+	copy->type = J_OBJECT;
+	copy->kids = xcalloc(st->nkids, sizeof(*copy->kids));
+	for (size_t i = 0; i < st->nkids; i++) {
+		struct jnode *c;
+
+		if (!strcmp(st->kids[i].key, "slurm"))
+			continue;
+		c = json_clone(&st->kids[i]);
+		copy->kids[copy->nkids++] = *c;
+		free(c);
+	}
+	return copy;
+}
+
 /* Pass 2: each stage through its kind. */
 static int expand_stages(const struct jnode *arr, const struct stage_ctx *ctx,
 			 struct stages *s, struct err *err)
@@ -454,8 +501,28 @@ static int expand_stages(const struct jnode *arr, const struct stage_ctx *ctx,
 			buf_free(&list);
 		}
 		free(path);
-		if (!rc)
+		if (!rc && json_get(st, "slurm")) {
+			const struct jnode *sl = json_get(st, "slurm");
+			struct jnode *copy;
+			struct buf b = BUF_INIT;
+
+			path = stage_path(s->where[i], "slurm");
+			rc = check_stage_slurm(sl, path, err);
+			free(path);
+			if (rc)
+				break;
+			copy = without_slurm(st);
+			rc = k->expand(ctx, copy, s->ids[i], s->where[i], &s->outs[i], err);
+			json_free(copy);
+			json_write(&b, sl);
+			for (size_t j = 0; !rc && j < s->outs[i].nsteps; j++) {
+				free(s->outs[i].steps[j].runner_json);
+				s->outs[i].steps[j].runner_json = xstrdup(buf_str(&b));
+			}
+			buf_free(&b);
+		} else if (!rc) {
 			rc = k->expand(ctx, st, s->ids[i], s->where[i], &s->outs[i], err);
+		}
 	}
 	return rc;
 }

@@ -832,6 +832,7 @@ static int start_step(struct sched *s, struct node *n, struct err *err)
 		spec.npus = st->res.npus;
 		spec.mem_mb = st->res.mem_mb;
 		spec.timeout_s = st->timeout_s;
+		spec.runner_json = st->runner_json;
 		spec.cookie = n;
 		rc = s->r->ops->submit(s->r, &spec, &n->handle, err);
 	}

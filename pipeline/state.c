@@ -274,6 +274,9 @@ static const char *const migrations[] = {
 	"ALTER TABLE runs ADD COLUMN provenance TEXT;"
 	"ALTER TABLE runs ADD COLUMN git_commit TEXT;"
 	"ALTER TABLE runs ADD COLUMN git_dirty TEXT;",
+
+	/* 2 -> 3: per-stage runner options (a stage's "slurm" object) */
+	"ALTER TABLE steps ADD COLUMN runner_json TEXT;",
 };
 
 int state_schema_version(void)
@@ -382,9 +385,9 @@ static const char *const q_sql[Q__COUNT] = {
 	[Q_STEP_INSERT] =
 		"INSERT INTO steps (run_id, id, pos, kind, stage, cache_key, state,"
 		" retry_max, retry_backoff, timeout_s, cpus, gpus, npus, mem_mb,"
-		" params_json)"
+		" params_json, runner_json)"
 		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8, ?9, ?10, ?11,"
-		" ?12, ?13, ?14)",
+		" ?12, ?13, ?14, ?15)",
 	[Q_ARG_INSERT] =
 		"INSERT INTO step_args (run_id, step_id, pos, arg)"
 		" VALUES (?1, ?2, ?3, ?4)",
@@ -407,7 +410,7 @@ static const char *const q_sql[Q__COUNT] = {
 
 	[Q_STEPS_LOAD] =
 		"SELECT pos, id, kind, stage, retry_max, retry_backoff, timeout_s,"
-		" cpus, gpus, npus, mem_mb, params_json FROM steps WHERE run_id = ?1"
+		" cpus, gpus, npus, mem_mb, params_json, runner_json FROM steps WHERE run_id = ?1"
 		" ORDER BY pos",
 	[Q_ARGS_LOAD] =
 		"SELECT s.pos, c.arg FROM step_args c JOIN steps s"
@@ -1052,6 +1055,7 @@ static int insert_step(struct state *st, int64_t run_id, size_t pos,
 	bind_int(s, 12, sp->res.npus, &rc);
 	bind_int(s, 13, sp->res.mem_mb, &rc);
 	bind_text(s, 14, sp->params_json, &rc);
+	bind_text(s, 15, sp->runner_json, &rc);
 	return exec_done(st, s, rc, err, "insert step '%s'",
 			 sp->id ? sp->id : "");
 }
@@ -1596,6 +1600,7 @@ int state_steps_load(struct state *st, int64_t run_id, struct step **out,
 		sp->res.npus = sqlite3_column_int(s, 9);
 		sp->res.mem_mb = (long)sqlite3_column_int64(s, 10);
 		sp->params_json = col_str(s, 11);
+		sp->runner_json = col_str(s, 12);
 		rc = SQLITE_OK;
 	}
 	if (rc != SQLITE_DONE) {

@@ -61,6 +61,7 @@ void step_clear(struct step *s)
 		free(s->after[i]);
 	free(s->after);
 	free(s->params_json);
+	free(s->runner_json);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -112,6 +113,7 @@ void step_copy(struct step *d, const struct step *s)
 	d->retry = s->retry;
 	d->timeout_s = s->timeout_s;
 	d->params_json = dup0(s->params_json);
+	d->runner_json = dup0(s->runner_json);
 }
 
 int artifact_name_valid(const char *s)

@@ -79,6 +79,9 @@ struct step {
 	 * "params" field lists. Changing another param leaves it cached.
 	 * NULL means {}. */
 	char *params_json;
+	/* The stage's runner options ("slurm": {"partition": ..., "account":
+	 * ..., "qos": ..., "sbatch": [...]}) as compact JSON, or NULL. */
+	char *runner_json;
 };
 
 /* Frees the members of s (not s itself); NULL-safe. */

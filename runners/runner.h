@@ -38,6 +38,8 @@ struct job_spec {
 	                              runner ignores it (the scheduler enforces
 	                              it); Slurm enforces it per job (--time):
 	                              see runner_ops.enforces_limits */
+	const char *runner_json;   /* the stage's options for this runner
+	                              ({"partition": ..., "sbatch": [...]}), or NULL */
 	void *cookie;              /* returned unchanged in struct job_done */
 };
 

@@ -28,6 +28,7 @@
  * keep their last known state and the failure shows as their reason;
  * only after FAIL_LIMIT_S of consecutive failures does poll return an
  * error (the jobs run on; `anneal resume` re-attaches). */
+#include "pipeline/json.h"
 #include "runners/slurm.h"
 
 #include <errno.h>
@@ -633,7 +634,39 @@ static int slurm_submit(struct runner *r, const struct job_spec *spec,
 	script_path = fs_join(dir, "slurm.sh");
 	if ((rc = fs_write_atomic(script_path, script.ptr, script.len, 0700, err)))
 		goto done;
-	slurm_sbatch_argv(&sr->o, &s, script_path, &argv);
+	if (spec->runner_json) {
+		/* The stage's own partition, account, qos and sbatch words
+		 * (checked by the recipe parser) over the runner's. */
+		struct slurm_options o = sr->o;
+		struct strv extra = STRV_INIT;
+		struct jnode *root = NULL;
+		const struct jnode *v;
+
+		if (!json_parse(spec->runner_json, strlen(spec->runner_json), 0, &root, err) &&
+		    root->type == J_OBJECT) {
+			if ((v = json_get(root, "partition")) && v->type == J_STRING)
+				o.partition = v->str;
+			if ((v = json_get(root, "account")) && v->type == J_STRING)
+				o.account = v->str;
+			if ((v = json_get(root, "qos")) && v->type == J_STRING)
+				o.qos = v->str;
+			for (size_t i = 0; sr->o.sbatch_extra && sr->o.sbatch_extra[i]; i++)
+				strv_push(&extra, sr->o.sbatch_extra[i]);
+			if ((v = json_get(root, "sbatch")) && v->type == J_ARRAY)
+				for (size_t i = 0; i < v->nkids; i++)
+					if (v->kids[i].type == J_STRING)
+						strv_push(&extra, v->kids[i].str);
+			o.sbatch_extra = extra.n ? extra.v : NULL;
+			slurm_sbatch_argv(&o, &s, script_path, &argv);
+		} else {
+			slurm_sbatch_argv(&sr->o, &s, script_path, &argv);
+		}
+		err_clear(err);
+		json_free(root);
+		strv_free(&extra);
+	} else {
+		slurm_sbatch_argv(&sr->o, &s, script_path, &argv);
+	}
 
 	rc = run_cmd(sr, argv.v, &c, err);
 	if (!rc && c.status != 0) {

@@ -290,6 +290,27 @@ static void test_kinds__errors(void **state)
 			    "r.json: stages[1] (\"x\"): 'name' names a single model; a data stage's outputs are versioned as 'x.corpus', ...");
 }
 
+static void test_kinds__stage_slurm_options(void **state)
+{
+	struct recipe *r = load(DATA "," "{\"id\": \"pre\", \"kind\": \"pretrain\", \"inputs\": {\"data\": \"data.corpus\"},"
+				" \"slurm\": {\"partition\": \"big\", \"qos\": \"high\", \"sbatch\": [\"--exclusive\"]}},"
+				"{\"id\": \"d\", \"kind\": \"distill\", \"inputs\": {\"init\": \"pre.model\","
+				" \"teacher\": \"pre.model\", \"data\": \"data.prompts\"}, \"iterations\": 2,"
+				" \"merge\": {\"method\": \"linear\"}, \"slurm\": {\"account\": \"a1\"}}");
+	(void)state;
+	assert_null(step(r, "data")->runner_json);
+	assert_string_equal(step(r, "pre")->runner_json,
+			    "{\"partition\":\"big\",\"qos\":\"high\",\"sbatch\":[\"--exclusive\"]}");
+	/* every step a stage expands to */
+	assert_string_equal(step(r, "d.2")->runner_json, "{\"account\":\"a1\"}");
+	assert_string_equal(step(r, "d.merge.1")->runner_json, "{\"account\":\"a1\"}");
+	recipe_free(r);
+	assert_string_equal(bad(DATA ",{\"id\": \"x\", \"kind\": \"exec\", \"command\": [\"true\"], \"slurm\": {\"partiton\": \"p\"}}"),
+			    "r.json: stages[1] (\"x\").slurm: unknown field 'partiton' (did you mean 'partition'?)");
+	assert_string_equal(bad(DATA ",{\"id\": \"x\", \"kind\": \"exec\", \"command\": [\"true\"], \"slurm\": {\"sbatch\": \"--exclusive\"}}"),
+			    "r.json: stages[1] (\"x\").slurm.sbatch: must be an array, not string");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -299,6 +320,7 @@ int main(void)
 		cmocka_unit_test(test_kinds__eval_one_step_per_model),
 		cmocka_unit_test(test_kinds__engine_and_env),
 		cmocka_unit_test(test_kinds__errors),
+		cmocka_unit_test(test_kinds__stage_slurm_options),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
