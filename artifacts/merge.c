@@ -13,6 +13,14 @@
  * from the nearer end. So TIES reads each input about twice, linear once.
  * The TIES passes are also compiled for AVX2 and AVX-512 (CLONES).
  *
+ * For TIES and DARE over F32, F16 and BF16 tensors the merger calls
+ * merge_tensor_stream instead (its own section below): the same bits,
+ * from the tensors as the file stores them, in L1-sized steps, without
+ * float copies of them: one
+ * pass finds every input's threshold, one merges, ties at the threshold
+ * cut as that pass goes. The whole-array kernels remain the reference
+ * (the tests compare the two) and the path of everything else.
+ *
  * The kernels exist in float and double. Rather than a macro a hundred
  * lines long, the second half of this file is a template that the first
  * half includes twice (with T = float, then T = double). */
@@ -28,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "artifacts/dtype.h"
 #include "base/buf.h"
 #include "base/err.h"
 #include "base/hash.h"
@@ -566,6 +575,9 @@ struct input_state {
 	uint64_t key;     /* KEEP_DARE */
 	uint64_t thr;     /* KEEP_DARE */
 	double scale;     /* rescale factor of kept values */
+	size_t pending;   /* KEEP_TOPK, streamed: ties at th still to keep
+			     before the cut is known (cut is SIZE_MAX until
+			     then); 0 when the cut is known or not needed */
 };
 
 static int grow(void **p, size_t *cap, size_t need, struct err *err)
@@ -631,6 +643,38 @@ static double weight_of(const double *weights, size_t i)
 	return weights ? weights[i] : 1.0;
 }
 
+/* The refusals of non-finite values (docs/merging.md), shared by the
+ * kernels and the streamed path. */
+static int refuse_base(struct err *err, const char *name, enum merge_method m,
+		       int nan, size_t j)
+{
+	return err_set(err, ERR_INVALID, "tensor '%s': base has %s at element "
+		       "%zu; method '%s' needs finite values", name,
+		       nan ? "NaN" : "Inf", j, method_names[m]);
+}
+
+static int refuse_input(struct err *err, const char *name,
+			enum merge_method m, size_t i, int nan, size_t j)
+{
+	return err_set(err, ERR_INVALID, "tensor '%s': input %zu has %s at "
+		       "element %zu; method '%s' needs finite values", name, i,
+		       nan ? "NaN" : "Inf", j, method_names[m]);
+}
+
+static int refuse_overflow(struct err *err, const char *name,
+			   enum merge_method m, size_t i, size_t j)
+{
+	return err_set(err, ERR_INVALID, "tensor '%s': input %zu minus base "
+		       "overflows at element %zu; method '%s' needs finite "
+		       "task vectors", name, i, j, method_names[m]);
+}
+
+static int refuse_norm(struct err *err, const char *name, enum merge_method m)
+{
+	return err_set(err, ERR_INVALID, "tensor '%s': values too large for "
+		       "method '%s' (a norm overflows)", name, method_names[m]);
+}
+
 /* ---- the kernels, in float and in double ------------------------------ */
 
 /* T: the element type; MASK: an integer of its width (vectorisable
@@ -664,6 +708,954 @@ static double weight_of(const double *weights, size_t i)
 #undef KEY
 #undef T_MAX
 
+/* ---- the sparsifying methods, streamed ---------------------------------- */
+
+/* merge_tensor_stream: ties, dare_linear and dare_ties over tensors as a
+ * file stores them (F32, F16, BF16), with the bits of merge_tensor_f32 on
+ * the converted tensors but no float copy of them. The passes run in
+ * steps of SCHUNK elements. F32 and BF16 are read in place by the hot
+ * loops (a bf16 value is its bits << 16 as a float), so that their memory
+ * reads overlap the arithmetic; F16 steps are converted into L1 buffers
+ * first, as are the steps the generic code (gta_chunk) computes.
+ *
+ *  1. TIES, per input: the k-th largest |tau| (its value th, and how many
+ *     lie above and at it). A strided sample brackets it as topk does;
+ *     one pass, for every input at once, counts the magnitudes above hi,
+ *     equal to hi, equal to lo, and copies those strictly between (about
+ *     4%, at most `cap` of them); a quickselect over the copy finishes.
+ *     Counting those equal to lo and hi apart keeps large groups of equal
+ *     magnitudes (task vectors of bf16 weights are multiples of a few
+ *     ulps) out of the copy. When the bracket misses or the copy would
+ *     overflow (a sample that is not representative), passes of a
+ *     2048-bucket histogram over the magnitudes' bits narrow the range,
+ *     each bucket with its least and greatest key so that a bucket holding
+ *     one value settles at once, until it holds one value or fits the copy.
+ *  2. rescale=l1 only: l1_scale's sums, in double, in index order.
+ *  3. One pass that sparsifies, elects signs, takes the disjoint mean and
+ *     hands each step's float results to the caller: TIES' common case in
+ *     one fused loop (ties_fused), the rest with gta_chunk. Ties at th are
+ *     kept in index order: the step that holds the last one kept is found
+ *     by counting them as the pass goes (tie_cut finds the same index with
+ *     a pass of its own).
+ *
+ * A non-finite task vector (hence any NaN or Inf in the inputs) is
+ * refused with the kernel's message, the culprit found by a last pass in
+ * the kernel's order. */
+
+/* Elements per step: what a step converts, and the rows and output of
+ * one, stay in L1. A multiple of CHUNK. */
+#define SCHUNK MERGE_STREAM_STEP
+/* TIES with up to this many inputs is computed by ties_fused. */
+#define TIES_FUSED_MAX 4
+
+struct stream {
+	enum merge_method m;
+	enum st_dtype dt;
+	size_t width;
+	int conv;         /* F16: steps are converted to float first */
+	int bf16;         /* BF16: read in place, as bits << 16 */
+	const unsigned char *base;
+	const unsigned char *const *in;
+	size_t ninputs, numel;
+	const unsigned char **src;  /* ninputs: a step's sources */
+	float *bb;        /* SCHUNK: a step of the base, converted */
+	float *xb;        /* ninputs x SCHUNK: of each input */
+	float *rows;      /* ninputs x CHUNK: gta_chunk's rows */
+	float *out;       /* SCHUNK: a step of the result */
+	size_t cap;       /* magnitudes a selection copies at most */
+};
+
+/* One input's top-k selection. */
+struct pick {
+	size_t input;
+	size_t k;                    /* keep the k largest magnitudes */
+	float lo, hi;                /* the bracket of the last pass */
+	size_t gt, eqhi, mid, eqlo;  /* its counts: > hi, == hi, inside, == lo */
+	float *sel;                  /* cap + CHUNK: the inside magnitudes */
+	size_t nc;                   /* how many were copied */
+	int full;                    /* the copy overflowed: nc < mid */
+	int done;
+	float th;                    /* done: the k-th largest magnitude, */
+	size_t count_gt, count_eq;   /* and how many are above and equal */
+};
+
+static inline uint32_t f2u(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, sizeof(u));
+	return u;
+}
+
+static inline float u2f(uint32_t u)
+{
+	float f;
+	memcpy(&f, &u, sizeof(f));
+	return f;
+}
+
+/* Element j of a step source: a float (F32 in the file, or converted), or
+ * with bf16 a BF16 value (whose NaNs are not made quiet, as the
+ * conversion makes them: a NaN is refused whatever its bits). */
+static ALWAYS_INLINE float ld(const unsigned char *p, size_t j, int bf16)
+{
+	if (bf16) {
+		uint16_t h;
+		memcpy(&h, p + 2 * j, sizeof(h));
+		return u2f((uint32_t)h << 16);
+	}
+	{
+		float f;
+		memcpy(&f, p + 4 * j, sizeof(f));
+		return f;
+	}
+}
+
+/* Elements [j0, j0 + n) of src converted to float into dst. */
+static void stream_load(const struct stream *s, const unsigned char *src,
+			size_t j0, size_t n, float *dst)
+{
+	dtype_to_f32(s->dt, src + j0 * s->width, dst, n);
+}
+
+/* The source of elements [j0, j0 + n) of src for the loops that read in
+ * place: the file's bytes, or (F16) their conversion into buf. */
+static const unsigned char *step_src(const struct stream *s,
+				     const unsigned char *src, size_t j0,
+				     size_t n, float *buf)
+{
+	if (!s->conv)
+		return src + j0 * s->width;
+	stream_load(s, src, j0, n, buf);
+	return (const unsigned char *)buf;
+}
+
+/* One block of a bracketing pass (n = CHUNK but for the last block): the
+ * counts (vectorised), then the copy of the magnitudes strictly inside
+ * (lo, hi), by groups as in bracket_block, while they fit. Returns
+ * nonzero if a magnitude was not finite. */
+static ALWAYS_INLINE int32_t stream_block(const unsigned char *x,
+					  const unsigned char *b, size_t n,
+					  int bf16, float lo, float hi,
+					  struct pick *pk, size_t cap)
+{
+	float blk[CHUNK];
+	unsigned char flag[CHUNK];
+	int32_t bad = 0, in = 0, gt = 0, eqhi = 0, eqlo = 0;
+
+	for (size_t j = 0; j < n; j++) {
+		float m = fabsf(ld(x, j, bf16) - ld(b, j, bf16));
+		int32_t f = (int32_t)(m > lo) & (int32_t)(m < hi);
+		blk[j] = m;
+		flag[j] = (unsigned char)f;
+		bad |= (int32_t)!(m <= FLT_MAX);
+		in += f;
+		gt += (int32_t)(m > hi);
+		eqhi += (int32_t)(m == hi);
+		eqlo += (int32_t)(m == lo);
+	}
+	pk->gt += (size_t)gt;
+	pk->eqhi += (size_t)eqhi;
+	pk->eqlo += (size_t)eqlo;
+	pk->mid += (size_t)in;
+	if (in == 0 || bad || pk->full)
+		return bad;
+	if (pk->nc + (size_t)in > cap) {
+		pk->full = 1;
+		return bad;
+	}
+	{
+		float *restrict sel = pk->sel;
+		size_t c = pk->nc, j = 0;
+		for (; j + GROUP <= n; j += GROUP) {
+			uint64_t any[GROUP / 8], or = 0;
+			memcpy(any, flag + j, GROUP);
+			for (size_t k = 0; k < GROUP / 8; k++)
+				or |= any[k];
+			if (!or)
+				continue;
+			for (size_t k = j; k < j + GROUP; k++) {
+				sel[c] = blk[k];
+				c += flag[k];
+			}
+		}
+		for (; j < n; j++) {
+			sel[c] = blk[j];
+			c += flag[j];
+		}
+		pk->nc = c;
+	}
+	return bad;
+}
+
+static ALWAYS_INLINE int32_t bracket_step(const struct stream *s,
+					  struct pick *const *list, size_t n,
+					  size_t j0, size_t len, int bf16)
+{
+	const size_t w = bf16 ? 2 : 4;
+	const unsigned char *b = step_src(s, s->base, j0, len, s->bb);
+	int32_t bad = 0;
+
+	for (size_t q = 0; q < n; q++) {
+		struct pick *pk = list[q];
+		const unsigned char *x = step_src(s, s->in[pk->input], j0, len,
+						  s->xb);
+		for (size_t o = 0; o < len; o += CHUNK) {
+			if (len - o >= CHUNK)
+				bad |= stream_block(x + o * w, b + o * w, CHUNK,
+						    bf16, pk->lo, pk->hi, pk,
+						    s->cap);
+			else
+				bad |= stream_block(x + o * w, b + o * w,
+						    len - o, bf16, pk->lo,
+						    pk->hi, pk, s->cap);
+		}
+	}
+	return bad;
+}
+
+/* A bracketing pass over the inputs of the n picks, each with its own
+ * [lo, hi]. Returns 1 if a magnitude was not finite. */
+static CLONES NO_CONTRACT int stream_bracket(const struct stream *s,
+					     struct pick *const *list, size_t n)
+{
+	int32_t bad = 0;
+
+	for (size_t q = 0; q < n; q++) {
+		struct pick *pk = list[q];
+		pk->gt = pk->eqhi = pk->mid = pk->eqlo = pk->nc = 0;
+		pk->full = 0;
+	}
+	for (size_t j0 = 0; j0 < s->numel && !bad; j0 += SCHUNK) {
+		size_t len = s->numel - j0 < SCHUNK ? s->numel - j0 : SCHUNK;
+		bad = s->bf16 ? bracket_step(s, list, n, j0, len, 1)
+			: bracket_step(s, list, n, j0, len, 0);
+	}
+	return bad != 0;
+}
+
+static void pick_found(struct pick *pk, float th, size_t gt, size_t eq)
+{
+	pk->th = th;
+	pk->count_gt = gt;
+	pk->count_eq = eq;
+	pk->done = 1;
+}
+
+/* After a bracketing pass: settles pk if its threshold is hi, lo, or
+ * inside and copied; else sets [*klo, *khi], the keys (bits of the
+ * magnitudes, which order them) that hold it, and returns 0. */
+static int pick_settle(struct pick *pk, uint32_t *klo, uint32_t *khi)
+{
+	size_t k = pk->k, a = pk->gt;
+	size_t eqlo = pk->lo == pk->hi ? 0 : pk->eqlo;  /* counted as eqhi */
+	uint32_t kl = f2u(pk->lo), kh = f2u(pk->hi);
+
+	if (k <= a) {
+		*klo = kh + 1;
+		*khi = f2u(FLT_MAX);
+		return 0;
+	}
+	if (k <= a + pk->eqhi) {
+		pick_found(pk, pk->hi, a, pk->eqhi);
+		return 1;
+	}
+	a += pk->eqhi;
+	if (k <= a + pk->mid) {
+		if (!pk->full) {
+			float th;
+			size_t cgt, ceq;
+			select_mag_f32(pk->sel, pk->mid, pk->mid - (k - a),
+				       pk->lo, pk->hi, &th, &cgt, &ceq);
+			pick_found(pk, th, a + cgt, ceq);
+			return 1;
+		}
+		*klo = kl + 1;
+		*khi = kh - 1;
+		return 0;
+	}
+	a += pk->mid;
+	if (k <= a + eqlo) {
+		pick_found(pk, pk->lo, a, eqlo);
+		return 1;
+	}
+	/* Below lo; lo > 0 here, since all numel >= k magnitudes are >= 0. */
+	assert(kl > 0);
+	*klo = 0;
+	*khi = kl - 1;
+	return 0;
+}
+
+/* The bucket of a histogram pass that holds the k-th largest magnitude. */
+struct bucket {
+	size_t above;        /* magnitudes above the bucket */
+	size_t count;        /* in it */
+	uint32_t kmin, kmax; /* the least and greatest key in it */
+};
+
+/* A histogram pass over the magnitudes of pk's input whose keys are in
+ * [klo, khi] (which holds the k-th largest): RADIX buckets, each with its
+ * count and its least and greatest key. */
+static void stream_hist(const struct stream *s, const struct pick *pk,
+			uint32_t klo, uint32_t khi, struct bucket *out)
+{
+	size_t hist[RADIX] = { 0 }, gt = 0, a, d;
+	uint32_t bmin[RADIX], bmax[RADIX];
+	unsigned shift = 0;
+
+	while (((khi - klo) >> shift) >= RADIX)
+		shift++;
+	for (size_t i = 0; i < RADIX; i++) {
+		bmin[i] = UINT32_MAX;
+		bmax[i] = 0;
+	}
+	for (size_t j0 = 0; j0 < s->numel; j0 += SCHUNK) {
+		size_t len = s->numel - j0 < SCHUNK ? s->numel - j0 : SCHUNK;
+		stream_load(s, s->base, j0, len, s->bb);
+		stream_load(s, s->in[pk->input], j0, len, s->xb);
+		for (size_t j = 0; j < len; j++) {
+			uint32_t key = f2u(fabsf(s->xb[j] - s->bb[j]));
+			if (key > khi) {
+				gt++;
+			} else if (key >= klo) {
+				size_t b = (key - klo) >> shift;
+				hist[b]++;
+				bmin[b] = key < bmin[b] ? key : bmin[b];
+				bmax[b] = key > bmax[b] ? key : bmax[b];
+			}
+		}
+	}
+	/* From the top bucket down to the one that holds rank k. */
+	a = gt;
+	for (d = (khi - klo) >> shift; d > 0 && pk->k > a + hist[d]; d--)
+		a += hist[d];
+	assert(pk->k > a && pk->k <= a + hist[d]);
+	out->above = a;
+	out->count = hist[d];
+	out->kmin = bmin[d];
+	out->kmax = bmax[d];
+}
+
+/* Element j of src, converted as dtype_to_f32 does (but for the bits of
+ * a NaN, which is refused whatever they are). */
+static inline float stream_one(const struct stream *s, const unsigned char *src,
+			       size_t j)
+{
+	uint16_t h;
+
+	if (s->dt != ST_F16)
+		return ld(src, j, s->bf16);
+	memcpy(&h, src + 2 * j, sizeof(h));
+	return f16_to_f32(h);
+}
+
+/* The elements of the strided sample that brackets TIES' threshold (as
+ * topk takes it) of src, into smp. */
+static void stream_sampled(const struct stream *s, const unsigned char *src,
+			   float *smp)
+{
+	for (size_t i = 0; i < SAMPLE; i++)
+		smp[i] = stream_one(s, src, (size_t)((uint64_t)i * s->numel / SAMPLE));
+}
+
+/* Brackets pk's threshold from the sample of its magnitudes, as topk
+ * does, given the base's sampled elements bs. Returns 1 if a sampled
+ * magnitude was not finite. */
+static int stream_sample(const struct stream *s, struct pick *pk,
+			 const float *bs, float *smp)
+{
+	const size_t numel = s->numel;
+	size_t qs, lo_i, hi_i, le, he;
+	int bad = 0;
+
+	stream_sampled(s, s->in[pk->input], smp);
+	for (size_t i = 0; i < SAMPLE; i++) {
+		smp[i] = fabsf(smp[i] - bs[i]);
+		bad |= !(smp[i] <= FLT_MAX);
+	}
+	if (bad)
+		return 1;
+	qs = (size_t)((double)(numel - pk->k) / (double)numel * SAMPLE);
+	lo_i = qs > SAMPLE_MARGIN ? qs - SAMPLE_MARGIN : 0;
+	hi_i = qs + SAMPLE_MARGIN;
+	pk->lo = 0;
+	if (lo_i > 0) {
+		select_f32(smp, SAMPLE, lo_i, &le, &he);
+		pk->lo = smp[lo_i];
+	}
+	pk->hi = INFINITY;
+	if (hi_i < SAMPLE - 1) {
+		/* Everything from lo_i on is >= smp[lo_i]. */
+		select_f32(smp + lo_i, SAMPLE - lo_i, hi_i - lo_i, &le, &he);
+		pk->hi = smp[hi_i];
+	}
+	return 0;
+}
+
+/* The k-th largest magnitude of every pick's input. sample: 2 x SAMPLE
+ * floats. Returns 1 if a magnitude was not finite. */
+static int stream_select(const struct stream *s, struct pick *pk, size_t n,
+			 struct pick **list, float *sample)
+{
+	if (s->numel >= SAMPLE_MIN)
+		stream_sampled(s, s->base, sample + SAMPLE);
+	for (size_t q = 0; q < n; q++) {
+		list[q] = &pk[q];
+		pk[q].done = 0;
+		if (s->numel < SAMPLE_MIN) {
+			pk[q].lo = 0;
+			pk[q].hi = INFINITY;
+		} else if (stream_sample(s, &pk[q], sample + SAMPLE, sample)) {
+			return 1;
+		}
+	}
+	if (stream_bracket(s, list, n))
+		return 1;
+	for (size_t q = 0; q < n; q++) {
+		struct pick *p = &pk[q];
+		uint32_t klo, khi;
+		while (!pick_settle(p, &klo, &khi)) {
+			struct bucket bk;
+			for (;;) {
+				stream_hist(s, p, klo, khi, &bk);
+				if (bk.kmin == bk.kmax || bk.count <= s->cap)
+					break;
+				klo = bk.kmin;
+				khi = bk.kmax;
+			}
+			if (bk.kmin == bk.kmax) {
+				pick_found(p, u2f(bk.kmin), bk.above, bk.count);
+				break;
+			}
+			p->lo = u2f(bk.kmin);
+			p->hi = u2f(bk.kmax);
+			if (stream_bracket(s, &p, 1))
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/* Elements equal to th in magnitude among n of a step (vectorised). */
+static ALWAYS_INLINE size_t stream_count_eq(const unsigned char *x,
+					    const unsigned char *b, size_t n,
+					    int bf16, float th)
+{
+	int32_t eq = 0;
+
+	for (size_t j = 0; j < n; j++)
+		eq += (int32_t)(fabsf(ld(x, j, bf16) - ld(b, j, bf16)) == th);
+	return (size_t)eq;
+}
+
+/* KEEP_TOPK with ties at th pending: counts them in the step [j0, j0 +
+ * n) and fixes the cut in the step that holds the last one kept, where
+ * tie_cut fixes it. */
+static ALWAYS_INLINE void stream_cut(struct input_state *st,
+				     const unsigned char *x,
+				     const unsigned char *b, size_t j0,
+				     size_t n, int bf16)
+{
+	float th = (float)st->th;
+	size_t c = n == SCHUNK ? stream_count_eq(x, b, SCHUNK, bf16, th)
+		: stream_count_eq(x, b, n, bf16, th);
+
+	if (c < st->pending) {
+		st->pending -= c;
+		return;
+	}
+	for (size_t j = 0; j < n; j++) {
+		if (fabsf(ld(x, j, bf16) - ld(b, j, bf16)) == th &&
+		    --st->pending == 0) {
+			st->cut = j0 + j + 1;
+			return;
+		}
+	}
+}
+
+/* rescale=l1: l1_scale's sums for the inputs that need them, in its
+ * order (each input's elements in index order). */
+static CLONES NO_CONTRACT void stream_l1(const struct stream *s,
+					 struct input_state *st,
+					 const int *l1, double *before,
+					 double *after)
+{
+	const unsigned char *b = (const unsigned char *)s->bb;
+	const unsigned char *x = (const unsigned char *)s->xb;
+
+	for (size_t j0 = 0; j0 < s->numel; j0 += SCHUNK) {
+		size_t len = s->numel - j0 < SCHUNK ? s->numel - j0 : SCHUNK;
+		stream_load(s, s->base, j0, len, s->bb);
+		for (size_t i = 0; i < s->ninputs; i++) {
+			double bf = before[i], af = after[i];
+			if (!l1[i])
+				continue;
+			stream_load(s, s->in[i], j0, len, s->xb);
+			if (st[i].mode == KEEP_TOPK && st[i].pending)
+				stream_cut(&st[i], x, b, j0, len, 0);
+			for (size_t j = 0; j < len; j++) {
+				float tau = s->xb[j] - s->bb[j];
+				double m = fabs((double)tau);
+				bf += m;
+				if (keep_f32(&st[i], tau, j0 + j))
+					af += m;
+			}
+			before[i] = bf;
+			after[i] = af;
+		}
+	}
+}
+
+/* TIES over a whole step that holds no input's cut, in one loop whose
+ * values stay in registers (gta_chunk passes rows and sums through L1
+ * arrays): the same operations in the same order, so the same bits:
+ *   r_i = ((keep_i ? tau_i : 0) * scale_i) * w_i   (fill_row)
+ *   s   = 0 + r_0 + r_1 ...  (or their signs), then +-1
+ *   m   = 0 + (r_i s > 0 ? r_i : 0) ...,  d = 0 + (r_i s > 0 ? w_i : 0) ...
+ *   out = b + (m / (d == 0 ? 1 : d)) * lambda   (without normalize m / 1,
+ *         which is m)
+ * keep_i is |tau_i| >= t_i: t_i = th before the input's cut (ties at th
+ * kept), the next float above th after it (ties dropped), 0 for KEEP_ALL,
+ * +Inf for KEEP_NONE. A dropped r_i is +0 here, +0 or -0 in fill_row: a
+ * zero never agrees, and adds nothing to s that its sign could change (s
+ * is only compared with 0), so the result is the same. Non-finite task
+ * vectors are not looked for here: the selection's pass has refused them
+ * for KEEP_TOPK inputs, stream_finite does for the others. Selects are
+ * written as masks, and 1 and -1 come from memory the compiler cannot
+ * see into: knowing them, gcc turns r * s into a branch on s and m / 1
+ * into a branch around the division, and then vectorises nothing. */
+struct ties_in {
+	float t[TIES_FUSED_MAX];   /* keep |tau_i| >= t_i */
+	float sc[TIES_FUSED_MAX];
+	float w[TIES_FUSED_MAX];
+	uint32_t nm;               /* all ones: normalize */
+	float lambda;
+};
+
+static ALWAYS_INLINE void ties_fused(const unsigned char *b,
+				     const unsigned char *const *x,
+				     const struct ties_in *ti, size_t nin,
+				     int count, int bf16, float *restrict out)
+{
+	const unsigned char *xp[TIES_FUSED_MAX];
+	float t[TIES_FUSED_MAX], sc[TIES_FUSED_MAX], w[TIES_FUSED_MAX];
+	const uint32_t nm = ti->nm;
+	const float lambda = ti->lambda;
+	static volatile const float ones[2] = { 1.0f, -1.0f };
+	const float one = ones[0], mone = ones[1];
+
+	for (size_t i = 0; i < nin; i++) {
+		xp[i] = x[i];
+		t[i] = ti->t[i];
+		sc[i] = ti->sc[i];
+		w[i] = ti->w[i];
+	}
+	for (size_t j = 0; j < SCHUNK; j++) {
+		float r[TIES_FUSED_MAX], sum = 0, am = 0, ad = 0, sg;
+		const float bj = ld(b, j, bf16);
+#pragma GCC unroll 4
+		for (size_t i = 0; i < nin; i++) {
+			float tau = ld(xp[i], j, bf16) - bj, v;
+			v = u2f(f2u(tau) & (0u - (uint32_t)(fabsf(tau) >= t[i])));
+			v = v * sc[i];
+			r[i] = v * w[i];
+			if (count)  /* 1, -1 or 0 */
+				sum += u2f((f2u(one) & (0u - (uint32_t)(r[i] > 0))) |
+					   (f2u(mone) & (0u - (uint32_t)(r[i] < 0))));
+			else
+				sum += r[i];
+		}
+		sg = sum >= 0 ? one : mone;
+#pragma GCC unroll 4
+		for (size_t i = 0; i < nin; i++) {
+			uint32_t agree = 0u - (uint32_t)(r[i] * sg > 0);
+			am += u2f(f2u(r[i]) & agree);
+			ad += u2f(f2u(w[i]) & agree);
+		}
+		ad = ad == 0 ? one : ad;
+		am /= u2f((f2u(ad) & nm) | (f2u(one) & ~nm));
+		out[j] = bj + am * lambda;
+	}
+}
+
+/* Whether every task vector of the inputs flagged in check is finite in
+ * a step (the KEEP_ALL and KEEP_NONE inputs of ties_fused). */
+static ALWAYS_INLINE int32_t stream_finite(const unsigned char *const *x,
+					   const unsigned char *b,
+					   const int *check, size_t nin,
+					   int bf16)
+{
+	int32_t bad = 0;
+
+	for (size_t i = 0; i < nin; i++) {
+		if (!check[i])
+			continue;
+		for (size_t j = 0; j < SCHUNK; j++)
+			bad |= (int32_t)!(fabsf(ld(x[i], j, bf16) - ld(b, j, bf16))
+					  <= FLT_MAX);
+	}
+	return bad;
+}
+
+/* The merge pass's state. */
+struct merge_pass {
+	struct gta_ctx_f32 *c;
+	struct input_state *st;
+	struct ties_in ti;
+	int fusable;    /* TIES with at most TIES_FUSED_MAX inputs */
+	int count;      /* consensus=count */
+	int check[TIES_FUSED_MAX], anycheck;
+};
+
+/* One step [j0, j0 + len) of the merge pass into s->out; nonzero at a
+ * non-finite task vector. */
+static ALWAYS_INLINE int32_t merge_step(const struct stream *s,
+					struct merge_pass *mp, size_t j0,
+					size_t len, int bf16)
+{
+	const unsigned char *b = step_src(s, s->base, j0, len, s->bb);
+	const unsigned char **x = s->src;
+	struct input_state *st = mp->st;
+	int fused = mp->fusable && len == SCHUNK;
+	int32_t bad = 0;
+
+	for (size_t i = 0; i < s->ninputs; i++) {
+		float th;
+		x[i] = step_src(s, s->in[i], j0, len, s->xb + i * SCHUNK);
+		if (st[i].mode != KEEP_TOPK)
+			continue;
+		if (st[i].pending)
+			stream_cut(&st[i], x[i], b, j0, len, bf16);
+		if (!mp->fusable)
+			continue;
+		/* ties at th kept, dropped, or cut inside the step */
+		th = (float)st[i].th;
+		if (st[i].cut >= j0 + len)
+			mp->ti.t[i] = th;
+		else if (st[i].cut <= j0)
+			mp->ti.t[i] = nextafterf(th, INFINITY);
+		else
+			fused = 0;
+	}
+	if (fused) {
+		if (mp->anycheck)
+			bad = stream_finite(x, b, mp->check, s->ninputs, bf16);
+		switch (s->ninputs * 2 + (size_t)mp->count) {
+		case 2: ties_fused(b, x, &mp->ti, 1, 0, bf16, s->out); break;
+		case 3: ties_fused(b, x, &mp->ti, 1, 1, bf16, s->out); break;
+		case 4: ties_fused(b, x, &mp->ti, 2, 0, bf16, s->out); break;
+		case 5: ties_fused(b, x, &mp->ti, 2, 1, bf16, s->out); break;
+		case 6: ties_fused(b, x, &mp->ti, 3, 0, bf16, s->out); break;
+		case 7: ties_fused(b, x, &mp->ti, 3, 1, bf16, s->out); break;
+		case 8: ties_fused(b, x, &mp->ti, 4, 0, bf16, s->out); break;
+		default: ties_fused(b, x, &mp->ti, 4, 1, bf16, s->out); break;
+		}
+		return bad;
+	}
+	/* gta_chunk, over float copies of the step */
+	if (!s->conv) {
+		stream_load(s, s->base, j0, len, s->bb);
+		for (size_t i = 0; i < s->ninputs; i++)
+			stream_load(s, s->in[i], j0, len, s->xb + i * SCHUNK);
+	}
+	mp->c->dj = j0;
+	for (size_t o = 0; o < len; o += CHUNK) {
+		if (len - o >= CHUNK)
+			bad |= gta_chunk_f32(mp->c, s->rows, j0 + o, CHUNK, s->out);
+		else
+			bad |= gta_chunk_f32(mp->c, s->rows, j0 + o, len - o,
+					     s->out);
+	}
+	return bad;
+}
+
+/* The merge pass: each step's results handed to emit. Sets *bad, and
+ * stops, at a non-finite task vector. */
+static CLONES NO_CONTRACT int
+stream_merge(const struct stream *s, struct input_state *st,
+	     struct gta_ctx_f32 *c, merge_emit_fn emit, void *ctx, int *bad,
+	     struct err *err)
+{
+	struct merge_pass mp;
+
+	memset(&mp, 0, sizeof(mp));
+	mp.c = c;
+	mp.st = st;
+	mp.fusable = s->m == MERGE_TIES && s->ninputs <= TIES_FUSED_MAX;
+	mp.count = c->consensus == 1 + MERGE_CONSENSUS_COUNT;
+	for (size_t i = 0; mp.fusable && i < s->ninputs; i++) {
+		mp.ti.sc[i] = (float)st[i].scale;
+		mp.ti.w[i] = (float)weight_of(c->weights, i);
+		mp.check[i] = st[i].mode != KEEP_TOPK;
+		mp.anycheck |= mp.check[i];
+		mp.ti.t[i] = st[i].mode == KEEP_ALL ? 0.0f : INFINITY;
+	}
+	mp.ti.nm = c->normalize ? ~0u : 0;
+	mp.ti.lambda = c->lambda;
+	for (size_t j0 = 0; j0 < s->numel; j0 += SCHUNK) {
+		size_t len = s->numel - j0 < SCHUNK ? s->numel - j0 : SCHUNK;
+		int32_t b = s->bf16 ? merge_step(s, &mp, j0, len, 1)
+			: merge_step(s, &mp, j0, len, 0);
+		int rc;
+		if (b) {
+			*bad = 1;
+			return 0;
+		}
+		if ((rc = emit(ctx, s->out, len, err)))
+			return rc;
+	}
+	return 0;
+}
+
+/* refuse_nonfinite over the stored tensors: the same first culprit. */
+static int stream_refuse(const struct stream *s, const char *name,
+			 struct err *err)
+{
+	for (size_t j0 = 0; j0 < s->numel; j0 += SCHUNK) {
+		size_t len = s->numel - j0 < SCHUNK ? s->numel - j0 : SCHUNK;
+		stream_load(s, s->base, j0, len, s->bb);
+		for (size_t j = 0; j < len; j++)
+			if (!isfinite(s->bb[j]))
+				return refuse_base(err, name, s->m,
+						   isnan(s->bb[j]), j0 + j);
+	}
+	for (size_t i = 0; i < s->ninputs; i++) {
+		for (size_t j0 = 0; j0 < s->numel; j0 += SCHUNK) {
+			size_t len = s->numel - j0 < SCHUNK ? s->numel - j0 : SCHUNK;
+			stream_load(s, s->in[i], j0, len, s->xb);
+			for (size_t j = 0; j < len; j++)
+				if (!isfinite(s->xb[j]))
+					return refuse_input(err, name, s->m, i,
+							    isnan(s->xb[j]),
+							    j0 + j);
+		}
+	}
+	for (size_t i = 0; i < s->ninputs; i++) {
+		for (size_t j0 = 0; j0 < s->numel; j0 += SCHUNK) {
+			size_t len = s->numel - j0 < SCHUNK ? s->numel - j0 : SCHUNK;
+			stream_load(s, s->base, j0, len, s->bb);
+			stream_load(s, s->in[i], j0, len, s->xb);
+			for (size_t j = 0; j < len; j++)
+				if (!isfinite(s->xb[j] - s->bb[j]))
+					return refuse_overflow(err, name, s->m,
+							       i, j0 + j);
+		}
+	}
+	return refuse_norm(err, name, s->m);
+}
+
+int merge_stream_covers(const struct merge_spec *spec, enum st_dtype dt)
+{
+	enum merge_method m = spec->method;
+
+	return (m == MERGE_TIES || m == MERGE_DARE_LINEAR ||
+		m == MERGE_DARE_TIES) &&
+		(dt == ST_F32 || dt == ST_F16 || dt == ST_BF16);
+}
+
+/* Sizes of merge_tensor_stream's scratch: floats of rows (steps, and
+ * TIES' sample), and per TIES input the copy of its selection. */
+static size_t stream_rows(size_t n)
+{
+	size_t f = (2 + n) * SCHUNK + n * CHUNK;
+	return f > 2 * SAMPLE ? f : 2 * SAMPLE;
+}
+
+static size_t stream_cap(size_t numel)
+{
+	return numel < SAMPLE_MIN ? numel : numel / 16;
+}
+
+/* Bytes of per-input state (stream_gta lays it out). */
+static size_t stream_state(size_t n)
+{
+	return n * (sizeof(struct input_state) + sizeof(struct pick) +
+		    sizeof(struct pick *) + sizeof(const float *) +
+		    sizeof(const unsigned char *) + 2 * sizeof(double) +
+		    sizeof(int));
+}
+
+uint64_t merge_stream_scratch(const struct merge_spec *spec, size_t ninputs,
+			      size_t numel)
+{
+	uint64_t b = (uint64_t)stream_rows(ninputs) * sizeof(float) +
+		stream_state(ninputs);
+
+	if (spec->method == MERGE_TIES)
+		b += (uint64_t)ninputs * (stream_cap(numel) + CHUNK) * sizeof(float);
+	return b;
+}
+
+/* gta's setup, with TIES' selections made together, then the passes. */
+static int stream_gta(const struct merge_spec *spec, const char *name,
+		      const struct merge_params *p, struct stream *s,
+		      const double *weights, merge_emit_fn emit, void *ctx,
+		      struct merge_scratch *sc, struct err *err)
+{
+	const size_t n = s->ninputs, numel = s->numel;
+	const enum merge_method m = spec->method;
+	struct gta_ctx_f32 c;
+	struct input_state *st;
+	struct pick *pk, **list;
+	const float **xs;
+	double *before, *after, wsum = 0;
+	int *l1, bad = 0, rc;
+	size_t npick = 0, nl1 = 0;
+	unsigned char *mem;
+
+	if (n == 0) {
+		/* The base, through float as the kernel's copy is. */
+		rc = grow(&sc->rows, &sc->rows_cap, SCHUNK * sizeof(float), err);
+		for (size_t j0 = 0; !rc && j0 < numel; j0 += SCHUNK) {
+			size_t len = numel - j0 < SCHUNK ? numel - j0 : SCHUNK;
+			stream_load(s, s->base, j0, len, sc->rows);
+			rc = emit(ctx, sc->rows, len, err);
+		}
+		return rc;
+	}
+	rc = grow(&sc->inputs, &sc->inputs_cap, stream_state(n), err);
+	if (rc < 0)
+		return rc;
+	mem = sc->inputs;
+	st = (struct input_state *)(void *)mem;
+	pk = (struct pick *)(void *)(st + n);
+	list = (struct pick **)(void *)(pk + n);
+	xs = (const float **)(void *)(list + n);
+	s->src = (const unsigned char **)(void *)(xs + n);
+	before = (double *)(void *)(s->src + n);
+	after = before + n;
+	l1 = (int *)(void *)(after + n);
+	rc = grow(&sc->rows, &sc->rows_cap, stream_rows(n) * sizeof(float), err);
+	if (rc < 0)
+		return rc;
+	s->bb = sc->rows;
+	s->xb = s->bb + SCHUNK;
+	s->rows = s->xb + n * SCHUNK;
+	s->out = s->rows + n * CHUNK;
+	s->cap = stream_cap(numel);
+
+	/* Per input: what is kept (as gta decides it). */
+	for (size_t i = 0; i < n; i++) {
+		struct input_state *si = &st[i];
+		memset(si, 0, sizeof(*si));
+		si->scale = 1.0;
+		si->mode = KEEP_ALL;
+		l1[i] = 0;
+		before[i] = after[i] = 0;
+		if (p->density >= 1)
+			continue;
+		if (m == MERGE_TIES) {
+			size_t k = (size_t)(p->density * (double)numel);
+			if (k == 0) {
+				si->mode = KEEP_NONE;
+			} else if (k < numel) {
+				si->mode = KEEP_TOPK;
+				memset(&pk[npick], 0, sizeof(*pk));
+				pk[npick].input = i;
+				pk[npick].k = k;
+				npick++;
+			}
+		} else {
+			si->mode = p->density > 0 ? KEEP_DARE : KEEP_NONE;
+			si->key = dare_key(spec->seed, name, i);
+			si->thr = dare_threshold(p->density);
+		}
+	}
+	if (npick) {
+		size_t per = s->cap + CHUNK;
+		if (per > SIZE_MAX / sizeof(float) / npick)
+			return err_set(err, ERR_NOMEM, "out of memory (merge "
+				       "scratch for tensor '%s')", name);
+		rc = grow(&sc->sel, &sc->sel_cap, npick * per * sizeof(float),
+			  err);
+		if (rc < 0)
+			return rc;
+		for (size_t q = 0; q < npick; q++)
+			pk[q].sel = (float *)sc->sel + q * per;
+		if (stream_select(s, pk, npick, list, sc->rows)) {
+			bad = 1;
+			goto refused;
+		}
+		for (size_t q = 0; q < npick; q++) {
+			struct input_state *si = &st[pk[q].input];
+			size_t rem = pk[q].k - pk[q].count_gt;
+			si->th = pk[q].th;
+			si->cut = SIZE_MAX;
+			/* As topk: a kept zero adds nothing and never votes. */
+			si->pending = rem < pk[q].count_eq && pk[q].th > 0
+				? rem : 0;
+		}
+	}
+	/* Rescaling (density < 1 only, as in gta). */
+	for (size_t i = 0; i < n && p->density < 1; i++) {
+		if (st[i].mode == KEEP_NONE)
+			continue;
+		if (p->rescale == MERGE_RESCALE_DENSITY)
+			st[i].scale = 1.0 / p->density;
+		else if (p->rescale == MERGE_RESCALE_L1)
+			nl1 += l1[i] = 1;
+	}
+	if (nl1) {
+		stream_l1(s, st, l1, before, after);
+		for (size_t i = 0; i < n; i++)
+			if (l1[i])
+				st[i].scale = before[i] < L1_EPS ||
+					after[i] < L1_EPS ? 1.0
+					: before[i] / after[i];
+	}
+
+	for (size_t i = 0; i < n; i++) {
+		wsum += weight_of(weights, i);
+		xs[i] = s->xb + i * SCHUNK;
+	}
+	c.st = st;
+	c.base = s->bb;
+	c.in = xs;
+	c.weights = weights;
+	c.ninputs = n;
+	c.consensus = (m == MERGE_TIES || m == MERGE_DARE_TIES)
+		? 1 + (int)p->consensus : 0;
+	c.normalize = p->normalize;
+	c.gdiv = (float)(fabs(wsum) < DIVISOR_EPS ? 1.0 : wsum);
+	c.lambda = (float)p->lambda;
+	c.dj = 0;
+	rc = stream_merge(s, st, &c, emit, ctx, &bad, err);
+	if (rc || !bad)
+		return rc;
+refused:
+	return stream_refuse(s, name, err);
+}
+
+int merge_tensor_stream(const struct merge_spec *spec, const char *name,
+			enum st_dtype dtype, const void *base,
+			const void *const *inputs, const double *weights,
+			size_t ninputs, size_t numel, merge_emit_fn emit,
+			void *ctx, struct merge_scratch *scratch,
+			struct err *err)
+{
+	struct merge_params p;
+	struct stream s;
+	int rc;
+
+	assert(merge_stream_covers(spec, dtype));
+	if (!name)
+		name = "";
+	merge_spec_params(spec, name, &p);
+	rc = check_args(spec, name, base, ninputs, weights, &p, err);
+	if (rc < 0 || numel == 0)
+		return rc;
+	memset(&s, 0, sizeof(s));
+	s.m = spec->method;
+	s.dt = dtype;
+	s.width = dtype_width(dtype);
+	s.conv = dtype == ST_F16;
+	s.bf16 = dtype == ST_BF16;
+	s.base = base;
+	s.in = (const unsigned char *const *)inputs;
+	s.ninputs = ninputs;
+	s.numel = numel;
+	return stream_gta(spec, name, &p, &s, weights, emit, ctx, scratch, err);
+}
+
 #else /* MERGE_T: the kernel template, T = MERGE_T */
 
 #define T MERGE_T
@@ -675,31 +1667,19 @@ static int MERGE_FN(refuse_nonfinite)(const char *name, enum merge_method m,
 				      size_t ninputs, size_t numel,
 				      struct err *err)
 {
-	const char *mn = method_names[m];
 	for (size_t j = 0; base && j < numel; j++)
 		if (!isfinite(base[j]))
-			return err_set(err, ERR_INVALID, "tensor '%s': base has "
-				       "%s at element %zu; method '%s' needs "
-				       "finite values", name,
-				       isnan(base[j]) ? "NaN" : "Inf", j, mn);
+			return refuse_base(err, name, m, isnan(base[j]), j);
 	for (size_t i = 0; i < ninputs; i++)
 		for (size_t j = 0; j < numel; j++)
 			if (!isfinite(inputs[i][j]))
-				return err_set(err, ERR_INVALID, "tensor '%s': "
-					       "input %zu has %s at element %zu; "
-					       "method '%s' needs finite values",
-					       name, i, isnan(inputs[i][j])
-					       ? "NaN" : "Inf", j, mn);
+				return refuse_input(err, name, m, i,
+						    isnan(inputs[i][j]), j);
 	for (size_t i = 0; base && i < ninputs; i++)
 		for (size_t j = 0; j < numel; j++)
 			if (!isfinite(inputs[i][j] - base[j]))
-				return err_set(err, ERR_INVALID, "tensor '%s': "
-					       "input %zu minus base overflows "
-					       "at element %zu; method '%s' needs "
-					       "finite task vectors", name, i, j,
-					       mn);
-	return err_set(err, ERR_INVALID, "tensor '%s': values too large for "
-		       "method '%s' (a norm overflows)", name, mn);
+				return refuse_overflow(err, name, m, i, j);
+	return refuse_norm(err, name, m);
 }
 
 /* One chunk of linear: acc = sum_i c_i x_i. Called with n = CHUNK, a
@@ -1138,6 +2118,8 @@ struct MERGE_FN(gta_ctx) {
 	int normalize;
 	T gdiv;          /* divisor without consensus: sum of weights */
 	T lambda;
+	size_t dj;       /* base, in[i] and out hold element j at [j - dj]
+			    (0 for whole tensors; a streamed step's start) */
 };
 
 /* One chunk of generalized task arithmetic (n = CHUNK but for the last
@@ -1147,11 +2129,11 @@ static ALWAYS_INLINE MASK MERGE_FN(gta_chunk)(const struct MERGE_FN(gta_ctx) *c,
 					       size_t n, T *out)
 {
 	T acc_s[CHUNK], acc_m[CHUNK], acc_d[CHUNK];
-	const T *b = c->base + j0;
+	const T *b = c->base + (j0 - c->dj);
 	MASK bad = 0;
 
 	for (size_t i = 0; i < c->ninputs; i++)
-		bad |= MERGE_FN(fill_row)(&c->st[i], c->in[i] + j0, b, j0, n,
+		bad |= MERGE_FN(fill_row)(&c->st[i], c->in[i] + (j0 - c->dj), b, j0, n,
 					  (T)weight_of(c->weights, i),
 					  rows + i * CHUNK);
 	for (size_t j = 0; j < n; j++)
@@ -1205,7 +2187,7 @@ static ALWAYS_INLINE MASK MERGE_FN(gta_chunk)(const struct MERGE_FN(gta_ctx) *c,
 	for (size_t j = 0; j < n; j++)
 		acc_m[j] = b[j] + acc_m[j] * c->lambda;
 	/* Through acc_m, so that out may be the base or an input. */
-	memcpy(out + j0, acc_m, n * sizeof(T));
+	memcpy(out + (j0 - c->dj), acc_m, n * sizeof(T));
 	return bad;
 }
 
@@ -1294,6 +2276,7 @@ MERGE_FN(gta)(const struct merge_spec *spec, const char *name,
 	c.normalize = p->normalize;
 	c.gdiv = (T)(fabs(wsum) < DIVISOR_EPS ? 1.0 : wsum);
 	c.lambda = (T)p->lambda;
+	c.dj = 0;
 	for (size_t j0 = 0; j0 < numel; j0 += CHUNK) {
 		if (numel - j0 >= CHUNK)
 			bad |= MERGE_FN(gta_chunk)(&c, rows, j0, CHUNK, out);

@@ -2,7 +2,9 @@
  *
  * One call merges one tensor: flat arrays of numel values (the caller
  * converts bf16/f16 to float32 and back; F64 tensors use the double
- * variant, which runs the same algorithm in double). Formulas, parameter
+ * variant, which runs the same algorithm in double). The sparsifying
+ * methods also merge tensors as stored, without the float copies
+ * (merge_tensor_stream, below), with the same bits. Formulas, parameter
  * names and defaults follow mergekit; docs/merging.md writes each one down,
  * with the PRNG of DARE, the NaN/Inf policy and what is deterministic.
  *
@@ -20,6 +22,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "artifacts/dtype.h"
 
 struct err;
 struct buf;
@@ -110,8 +114,8 @@ void merge_spec_params(const struct merge_spec *s, const char *name,
 void merge_spec_describe(const struct merge_spec *s, struct buf *out);
 
 /* Reusable buffers of one thread's merges: the top-k selection of TIES (at
- * most one tensor's worth, only the pages touched become resident) and
- * small per-input tables. Zero-initialise (MERGE_SCRATCH_INIT); grows on
+ * most one tensor's worth, only the pages touched become resident; about
+ * numel / 16 per input when streamed) and small per-input tables. Zero-initialise (MERGE_SCRATCH_INIT); grows on
  * demand; merge_scratch_free releases it and leaves it zeroed. */
 struct merge_scratch {
 	void *sel;          /* TIES: magnitudes or candidates, numel values */
@@ -154,6 +158,42 @@ int merge_tensor_f64(const struct merge_spec *spec, const char *name,
 		     const double *weights, size_t ninputs, size_t numel,
 		     double *out, struct merge_scratch *scratch,
 		     struct err *err);
+
+/* ---- streamed: the sparsifying methods without float copies ----------
+ *
+ * merge_tensor_stream merges one tensor read as the file stores it
+ * (numel elements of dtype for the base and each input, any alignment),
+ * for the methods and dtypes merge_stream_covers accepts: ties,
+ * dare_linear and dare_ties over F32, F16 and BF16. The result is, bit for
+ * bit, what merge_tensor_f32 gives on the inputs converted with
+ * dtype_to_f32; so are its errors (arguments, non-finite values). It is
+ * handed to emit in order, element 0 first, at most MERGE_STREAM_STEP
+ * float values a call; an error emit returns stops the merge and is
+ * returned. A non-finite value may be found after emit was called for a
+ * part of the tensor.
+ *
+ * The inputs are read in steps, in place where the dtype allows (F32,
+ * BF16): TIES' thresholds take one pass over all inputs (a strided sample
+ * brackets them first; more passes, rarely, when the sample misses),
+ * rescale=l1 takes one more, the merge one. The scratch holds no tensor:
+ * per TIES input, a copy of the magnitudes inside the bracket (about 4%,
+ * room for numel / 16), and a few L1-sized buffers (merge_stream_scratch
+ * bounds it). */
+#define MERGE_STREAM_STEP 1024
+typedef int (*merge_emit_fn)(void *ctx, const float *vals, size_t n,
+			     struct err *err);
+int merge_stream_covers(const struct merge_spec *spec, enum st_dtype dtype);
+int merge_tensor_stream(const struct merge_spec *spec, const char *name,
+			enum st_dtype dtype, const void *base,
+			const void *const *inputs, const double *weights,
+			size_t ninputs, size_t numel, merge_emit_fn emit,
+			void *ctx, struct merge_scratch *scratch,
+			struct err *err);
+/* The most scratch merge_tensor_stream grows to for ninputs inputs of
+ * numel elements, in bytes (counting what only becomes resident when
+ * written). */
+uint64_t merge_stream_scratch(const struct merge_spec *spec, size_t ninputs,
+			      size_t numel);
 
 /* DARE's keep/drop draw, exposed so that tests and reference
  * implementations can reproduce it: the uniform value in [0, 1) for

@@ -5,11 +5,12 @@
  * them bf16 matrices of 10-200 M elements. Linear merges must run at the
  * speed memory and the disk move bytes, so nothing is copied that need not
  * be: inputs are read in place from the mapping (linear converts and sums
- * them in one pass, in L1-sized chunks; the other streamed method converts
- * L2-sized chunks), the output goes from a 1 MiB staging buffer straight
- * to its offset in the output file (pwrite, through ckpt_writer), and each
- * thread works on a tensor of its own. Threads take tensors largest first,
- * so that the last one to finish is a small one.
+ * them in one pass, in L1-sized chunks; task_arithmetic converts L2-sized
+ * chunks; ties and dare_* go through merge_tensor_stream, which reads them
+ * in L1-sized steps, twice for TIES), the output goes from a 1 MiB staging
+ * buffer straight to its offset in the output file (pwrite, through
+ * ckpt_writer), and each thread works on a tensor of its own. Threads take
+ * tensors largest first, so that the last one to finish is a small one.
  *
  * Everything that can be refused (missing tensors, shapes, dtypes, integer
  * tensors that differ) is found by the single-threaded plan before the
@@ -507,6 +508,48 @@ static int linear_fused(struct worker *wk, const struct st_tensor *t,
 	return 0;
 }
 
+/* The streamed sparsifying methods (merge_tensor_stream): each step of
+ * results goes to the stage, and the input pages behind what the stage
+ * has sent on are released, as in linear_fused. */
+struct emit_ctx {
+	struct sink s;
+	const struct st_tensor *const *ts;
+	size_t done;   /* bytes of each input released */
+};
+
+static int stream_emit(void *ctx, const float *vals, size_t n, struct err *err)
+{
+	struct emit_ctx *e = ctx;
+	const struct run *r = e->s.wk->r;
+	int rc;
+
+	if ((rc = sink_put(&e->s, vals, n, sizeof(float), err)))
+		return rc;
+	if (e->s.off > e->done) {
+		for (size_t i = 0; i < r->nin; i++)
+			release_pages(r, (const unsigned char *)e->ts[i]->data + e->done,
+				      e->s.off - e->done);
+		e->done = e->s.off;
+	}
+	return 0;
+}
+
+static int merge_streamed(struct worker *wk, const struct st_tensor *t,
+			  const struct st_tensor *const *ts, struct err *err)
+{
+	struct run *r = wk->r;
+	const size_t nb = (size_t)r->has_base;
+	struct emit_ctx e = { { wk, t, 0, 0 }, ts, 0 };
+	int rc;
+
+	for (size_t i = 0; i < r->nin; i++)
+		wk->in[i] = ts[i]->data;
+	rc = merge_tensor_stream(r->o->spec, t->name, t->dtype, nb ? wk->in[0] : NULL,
+				 wk->in + nb, r->weights, r->o->nmodels, t->numel,
+				 stream_emit, &e, &wk->sc, err);
+	return rc ? rc : sink_flush(&e.s, err);
+}
+
 static int merge_one(struct worker *wk, const struct job *j, struct err *err)
 {
 	struct run *r = wk->r;
@@ -523,6 +566,11 @@ static int merge_one(struct worker *wk, const struct job *j, struct err *err)
 		ts[i] = ckpt_find(r->c[i], t->name);
 	if (r->fused && prec == sizeof(float) && !linear_fused(wk, t, ts, &rc, err)) {
 		if (rc)
+			return rc;
+		goto finish;
+	}
+	if (merge_stream_covers(r->o->spec, t->dtype)) {
+		if ((rc = merge_streamed(wk, t, ts, err)))
 			return rc;
 		goto finish;
 	}
@@ -683,23 +731,33 @@ static int write_metadata(struct run *r, struct err *err)
 	return rc;
 }
 
+/* The scratch merging tensor t takes, in bytes (merge_run.h). */
+static uint64_t tensor_bound(const struct run *r, const struct st_tensor *t)
+{
+	uint64_t n = t->numel, prec = t->dtype == ST_F64 ? sizeof(double) : sizeof(float);
+
+	/* The sparsifying methods over F32, F16, BF16: streamed */
+	if (merge_stream_covers(r->o->spec, t->dtype))
+		return merge_stream_scratch(r->o->spec, r->o->nmodels, n);
+	if (r->streamed && n > CHUNK_ELEMS)
+		n = CHUNK_ELEMS;
+	/* inputs + output, + the selection buffer of the sparsifying methods */
+	return (uint64_t)(r->nin + 1 + !r->streamed) * n * prec;
+}
+
 /* The bound of merge_run.h, for one thread. */
 static uint64_t thread_bound(const struct run *r)
 {
-	uint64_t largest = 0, prec = sizeof(float);
+	uint64_t largest = 0;
 
 	for (size_t k = 0; k < r->njobs; k++) {
-		const struct st_tensor *t = r->jobs[k].ref;
-		uint64_t p = t->dtype == ST_F64 ? sizeof(double) : sizeof(float);
-		if (r->jobs[k].kind == JOB_MERGE && (uint64_t)t->numel * p > largest * prec) {
-			largest = t->numel;
-			prec = p;
-		}
+		uint64_t b;
+		if (r->jobs[k].kind != JOB_MERGE)
+			continue;
+		b = tensor_bound(r, r->jobs[k].ref);
+		largest = b > largest ? b : largest;
 	}
-	if (r->streamed && largest > CHUNK_ELEMS)
-		largest = CHUNK_ELEMS;
-	/* inputs + output, + the selection buffer of the sparsifying methods */
-	return (uint64_t)(r->nin + 1 + !r->streamed) * largest * prec + STAGE_BYTES;
+	return largest + STAGE_BYTES;
 }
 
 static int choose_threads(const struct run *r, uint64_t bound)

@@ -8,16 +8,18 @@
  * artifacts/merge.h's kernels, writing each result at its place in the
  * output as soon as it is computed. A model is never loaded whole.
  *
- * Memory. A thread converts the inputs of the tensor it merges to float32
- * (float64 for F64 tensors; F32/F64 inputs aligned in the mapping are used
- * in place), so its scratch holds at most (inputs + 2) x numel x 4 bytes
- * for the largest tensor (inputs + base + output, + TIES's selection
- * buffer, only part of it resident), and peak anonymous memory is about
- *     threads x (models + 2 or 3) x largest tensor x 4 bytes
- * (x 8 for F64). `linear` and `task_arithmetic` are elementwise and are
- * streamed in chunks instead: a few hundred KiB a thread, whatever the
- * tensor size. Mapped input pages are released (madvise) once a tensor is
- * done, so the resident set does not grow with the model size either.
+ * Memory. `linear` and `task_arithmetic` are elementwise and are streamed
+ * in chunks: a few hundred KiB a thread, whatever the tensor size. `ties`,
+ * `dare_linear` and `dare_ties` over F32, F16 and BF16 tensors are
+ * streamed too (merge_tensor_stream): their scratch holds no tensor, only
+ * TIES' selection copies (room for numel / 16 floats per model, about 4%
+ * written). The rest (`slerp`, `model_stock`, F64 tensors) converts the
+ * inputs of the tensor a thread merges to float32 (float64 for F64;
+ * F32/F64 inputs aligned in the mapping are used in place), so the
+ * scratch holds at most (inputs + 2) x numel x 4 bytes for the largest
+ * tensor (x 8 for F64). Mapped input pages are released (madvise) once a
+ * tensor is done, so the resident set does not grow with the model size
+ * either.
  *
  * Determinism: the same inputs, spec, options and labels give the same
  * output bytes on any number of threads (each tensor is computed by one
