@@ -4,6 +4,8 @@
  * parses the recipe and records a new run (one transaction), resume takes
  * a run's stored plan. On a terminal a live progress line is redrawn in
  * place; piped, output is one line per event, for logs and for tests. */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -91,10 +93,11 @@ struct run_opts {
 	int jobs_set;
 	int require_clean;
 	const char *runner;   /* --runner, or NULL */
+	int detach;           /* --detach: drive from the background */
 };
 
 enum { OPT_GPUS = 256, OPT_NPUS, OPT_CPUS, OPT_KEEP, OPT_NOCACHE, OPT_GRACE, OPT_SET,
-       OPT_CLEAN, OPT_RUNNER };
+       OPT_CLEAN, OPT_RUNNER, OPT_DETACH };
 
 static int parse_opts(const char *cmd, int argc, char **argv, struct run_opts *ro,
 		      int allow_set, int *help)
@@ -110,6 +113,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct run_opts *r
 		{ "set", required_argument, NULL, OPT_SET },
 		{ "require-clean", no_argument, NULL, OPT_CLEAN },
 		{ "runner", required_argument, NULL, OPT_RUNNER },
+		{ "detach", no_argument, NULL, OPT_DETACH },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -151,6 +155,9 @@ static int parse_opts(const char *cmd, int argc, char **argv, struct run_opts *r
 		case OPT_CLEAN:
 			ro->require_clean = 1;
 			break;
+		case OPT_DETACH:
+			ro->detach = 1;
+			break;
 		case OPT_RUNNER:
 			if (!allow_set)
 				return cli_usage("%s: --runner is fixed when a run starts; a resumed run keeps its runner", cmd);
@@ -184,7 +191,9 @@ static void settle_capacity(struct run_opts *ro, const struct workspace *ws,
 	/* On a cluster the scheduler (Slurm) decides what fits: anneal only
 	 * bounds how many jobs it keeps submitted at once. */
 	if (cluster) {
-		ro->so.cpus = ro->so.gpus = ro->so.npus = 1 << 20;
+		ro->so.cluster = 1;
+		ro->so.cpus = 1 << 20;
+		ro->so.gpus = ro->so.npus = 0;
 		if (!ro->jobs_set)
 			ro->so.jobs = ws->jobs > 0 ? ws->jobs : 256;
 		if (ro->so.grace_s <= 0)
@@ -210,6 +219,8 @@ static void settle_capacity(struct run_opts *ro, const struct workspace *ws,
 static int check_fits(const struct step *steps, size_t n, const struct sched_opts *so,
 		      struct err *err)
 {
+	if (so->cluster)
+		return 0;   /* the cluster's scheduler decides (sbatch refuses the impossible) */
 	for (size_t i = 0; i < n; i++) {
 		const struct step *s = &steps[i];
 		if (s->res.gpus > so->gpus)
@@ -225,6 +236,74 @@ static int check_fits(const struct step *steps, size_t n, const struct sched_opt
 				       s->id, s->res.mem_mb, so->mem_mb);
 	}
 	return 0;
+}
+
+/* On Ctrl-C with jobs on a cluster: leave them running or cancel them?
+ * A detached driver leaves them; on a terminal the user says (default:
+ * cancel); without one, cancel, as the local runner does. */
+static int ask_leave(void *ctx, size_t live)
+{
+	const struct run_opts *ro = ctx;
+	char line[32] = "";
+	FILE *tty;
+	int leave = 0;
+
+	if (ro->detach)
+		return 1;
+	if (!isatty(STDIN_FILENO) || !(tty = fopen("/dev/tty", "r+")))
+		return 0;
+	fprintf(tty, "\n%zu job%s on the cluster. Leave %s running (resume re-attaches) "
+		"or cancel %s? [l/C] ", live, live == 1 ? " is" : "s are",
+		live == 1 ? "it" : "them", live == 1 ? "it" : "them");
+	fflush(tty);
+	sched_reset_stop();   /* the question is the answer to this Ctrl-C */
+	if (fgets(line, sizeof(line), tty) && (line[0] == 'l' || line[0] == 'L'))
+		leave = 1;
+	fclose(tty);
+	if (!leave)
+		sched_request_stop();
+	return leave;
+}
+
+/* --detach: the driver goes on in a new session, writing to
+ * runs/<run>/driver.log; the calling process exits 0 after saying so.
+ * Returns 0 in the child (go on driving), < 0 when fork failed. */
+static int detach(struct workspace *ws, int64_t run, struct err *err)
+{
+	char *dir = workspace_run_dir(ws, run), *log = fs_join(dir, "driver.log");
+	pid_t pid;
+	int fd, rc = 0;
+
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0) {
+		rc = err_sys(err, errno, "fork");
+	} else if (pid > 0) {
+		printf("run %" PRId64 " detached (driver pid %d, output in %s);\n"
+		       "'anneal status %" PRId64 "' follows it, 'anneal cancel %" PRId64 "' stops it\n",
+		       run, (int)pid, log, run, run);
+		fflush(stdout);
+		/* Nothing of this process may touch the state store any more
+		 * (SQLite connections do not survive a fork): leave now. */
+		_exit(0);
+	} else {
+		setsid();
+		fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			dup2(fd, STDIN_FILENO);
+			close(fd);
+		}
+		fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (fd >= 0) {
+			dup2(fd, STDOUT_FILENO);
+			dup2(fd, STDERR_FILENO);
+			close(fd);
+		}
+	}
+	free(log);
+	free(dir);
+	return rc;
 }
 
 /* Drives run to its end. lock is the run's driver lock, taken by the
@@ -251,6 +330,18 @@ static int drive(struct cli *cli, struct workspace *ws, struct state *st, int64_
 	ro->so.report = on_report;
 	ro->so.report_ctx = &p;
 	ro->so.cancel_only = cancel_only;
+	if (ro->so.cluster || ro->detach) {
+		ro->so.leave_jobs = ask_leave;
+		ro->so.leave_ctx = ro;
+	}
+	if (ro->detach && !cancel_only) {
+		rc = detach(ws, run, &err);
+		if (rc) {
+			rc = cli_fail(&err);
+			goto done;
+		}
+		p.tty = 0;
+	}
 	cli_install_stop_handlers();
 	rc = sched_run(st, runner, ws, run, &ro->so, &err);
 	clear_live(&p);
@@ -405,7 +496,10 @@ static void run_usage(void)
 	       "  --require-clean   refuse to start when the recipe's git repository has\n"
 	       "                    uncommitted changes\n"
 	       "  --runner NAME     local or slurm (default: the recipe's \"runner\", else\n"
-	       "                    .anneal/config.json's, else local)\n");
+	       "                    .anneal/config.json's, else local)\n"
+	       "  --detach          drive the run from the background (output in\n"
+	       "                    .anneal/runs/RUN/driver.log); interrupted, it leaves\n"
+	       "                    its jobs running for 'anneal resume'\n");
 }
 
 int cmd_run(struct cli *cli, int argc, char **argv)

@@ -56,7 +56,7 @@ void sched_reset_stop(void)
 	stop_requests = 0;
 }
 
-enum stop_mode { STOP_NONE, STOP_INTERRUPT, STOP_CANCEL };
+enum stop_mode { STOP_NONE, STOP_INTERRUPT, STOP_CANCEL, STOP_LEAVE };
 
 struct node {
 	struct step *step;
@@ -420,6 +420,8 @@ static void take(struct sched *s, struct node *n)
 	s->cpus_free -= n->cpus;
 	s->jobs_free--;
 	s->mem_free -= st->res.mem_mb;
+	if (s->o->cluster)
+		return;
 	n->gpu_slots = grant(s->gpu_used, s->o->gpus, st->res.gpus);
 	n->npu_slots = grant(s->npu_used, s->o->npus, st->res.npus);
 }
@@ -1201,8 +1203,14 @@ static void check_stop(struct sched *s)
 				mode = STOP_CANCEL;
 			run_info_clear(&ri);
 		}
-		begin_stop(s, mode);
+		if (mode == STOP_INTERRUPT && s->live && s->o->leave_jobs &&
+		    s->o->leave_jobs(s->o->leave_ctx, s->live))
+			s->stop = STOP_LEAVE;   /* nothing signalled */
+		else
+			begin_stop(s, mode);
 	}
+	if (s->stop == STOP_LEAVE)
+		return;
 	if (req >= 2 && !s->hard_stop) {
 		s->hard_stop = 1;
 		signal_live(s, SIGKILL);
@@ -1287,8 +1295,9 @@ static int start_ready(struct sched *s, double *wait_s, struct err *err)
 				return rc;
 		}
 		if (!fits(s, n->step) ||
-		    !devices_free(s->gpu_used, s->o->gpus, n->step->res.gpus) ||
-		    !devices_free(s->npu_used, s->o->npus, n->step->res.npus)) {
+		    (!s->o->cluster &&
+		     (!devices_free(s->gpu_used, s->o->gpus, n->step->res.gpus) ||
+		      !devices_free(s->npu_used, s->o->npus, n->step->res.npus)))) {
 			pos++;
 			continue;
 		}
@@ -1327,6 +1336,8 @@ static int loop(struct sched *s, struct err *err)
 		size_t nd = 0;
 
 		check_stop(s);
+		if (s->stop == STOP_LEAVE)
+			break;
 		rc = start_ready(s, &wait_s, err);
 		if (rc)
 			return rc;
@@ -1693,6 +1704,16 @@ int sched_run(struct state *st, struct runner *r, const struct workspace *ws,
 		goto done;
 	}
 
+	if (s.stop == STOP_LEAVE) {
+		/* The run stays "running", its jobs too: no driver until
+		 * `anneal resume` re-attaches to them. */
+		rc = err_set(err, ERR_INTERRUPTED,
+			     "run %" PRId64 ": %zu job%s left running; 'anneal resume %" PRId64
+			     "' re-attaches to %s, 'anneal cancel %" PRId64 "' stops %s",
+			     run_id, s.live, s.live == 1 ? "" : "s", run_id,
+			     s.live == 1 ? "it" : "them", run_id, s.live == 1 ? "it" : "them");
+		goto done;
+	}
 	if (s.stop == STOP_CANCEL) {
 		for (size_t i = 0; i < s.nsteps; i++) {
 			struct node *n = &s.nodes[i];

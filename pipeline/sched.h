@@ -60,6 +60,16 @@ struct sched_opts {
 	int no_cache;      /* never reuse earlier results */
 	int max_requeues;  /* exit-75 / lost restarts per step (default 100) */
 	int cancel_only;   /* stop the run's live jobs and record it cancelled */
+	/* A cluster runner: its scheduler places jobs and hands out devices
+	 * (gpus/npus are requests to it, not slots anneal manages; no
+	 * CUDA_/ASCEND_RT_VISIBLE_DEVICES from anneal). */
+	int cluster;
+	/* On an interrupt (Ctrl-C, SIGTERM), asked once: non-zero leaves the
+	 * live jobs running and returns at once (the run stays "running"
+	 * without a driver; `anneal resume` re-attaches), zero stops them.
+	 * NULL: stop them. */
+	int (*leave_jobs)(void *ctx, size_t live);
+	void *leave_ctx;
 	sched_report_fn report;
 	void *report_ctx;
 };

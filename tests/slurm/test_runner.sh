@@ -136,6 +136,46 @@ assert_eq "limit: state" succeeded "$(sj 5 "s['a']['state']")"
 assert_eq "limit: retries spent" 0 "$(sj 5 "s['a']['retries_used']")"
 pass "a step at its time limit: SIGTERM, checkpoint, requeue, finish"
 
+# ---- 6. --detach; the detached driver stopped: its job is left running --------------------
+recipe dt.json detach \
+	"$(stage a 'ckpts=2 block_at=1 block=go6' '"outputs": {"o": "checkpoint"}')" \
+	"$(stage b 'value=b' '"inputs": {"i": "a.o"}')"
+rc=0
+anneal run dt.json --runner slurm --detach >dt.out 2>dt.err || rc=$?
+assert_rc "run --detach" 0 "$rc" dt.out dt.err
+assert_grep "detach: says so" dt.out 'run 6 detached (driver pid [0-9]*'
+dpid=$(sed -n 's/.*driver pid \([0-9]*\).*/\1/p' dt.out)
+wait_for "a to write checkpoint 1 (detached)" has_line "$LOG" '^ckpt 6 a 1 1$'
+job=$(jobid_of 6 a)
+kill -TERM "$dpid"
+wait_for "the detached driver to exit" proc_gone "$dpid"
+driver_gone 6
+assert_grep "detach: the driver left the job" "$WS/.anneal/runs/6/driver.log" '1 job left running'
+squeue -h -j "$job" -o '%T' >sq.txt 2>&1
+assert_grep "detach: the job still runs" sq.txt 'RUNNING'
+release go6
+rc=0
+anneal resume 6 >dt2.out 2>dt2.err || rc=$?
+assert_rc "resume of the detached run" 0 "$rc" dt2.out dt2.err
+assert_eq "detach: a ran once" 1 "$(starts 6 a)"
+pass "--detach: a stopped driver leaves its Slurm job running; resume finishes the run"
+
+# ---- 7. anneal cancel without a driver: scancel ---------------------------------------
+recipe cn.json cancel "$(stage a 'ckpts=2 block_at=1 block=go7' '"outputs": {"o": "checkpoint"}')"
+anneal_bg cn.out cn.err run cn.json --runner slurm
+wait_for "a to write checkpoint 1" has_line "$LOG" '^ckpt 7 a 1 1$'
+job=$(jobid_of 7 a)
+kill -9 "$apid"
+wait_exit "$apid"
+driver_gone 7
+rc=0
+anneal cancel 7 >cn2.out 2>cn2.err || rc=$?
+assert_rc "cancel of a driverless Slurm run" 0 "$rc" cn2.out cn2.err
+assert_eq "cancel: run state" cancelled "$(sj 7 'd["state"]')"
+job_over() { ! squeue -h -j "$job" -o '%T' 2>/dev/null | grep -q -e RUNNING -e PENDING; }
+wait_for "job $job to leave the queue" job_over
+pass "anneal cancel of a Slurm run whose driver died: its job is cancelled"
+
 # ---- 5. the Pangu recipe on Slurm and locally ---------------------------------------------
 RECIPE=$E2E_DIR/../../recipes/pangu-embedded.json
 SETS="--set teacher_steps=500 --set pretrain_steps=300 --set distill_steps=120
