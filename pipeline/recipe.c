@@ -39,7 +39,7 @@ static int check_runner(const struct jnode *v, struct err *err)
 	static const char *const types[] = { "local", "slurm" };
 	static const char *const slurm_fields[] = {
 		"type", "partition", "account", "qos", "gres", "sbatch", "requeue",
-		"signal_grace", "shared_dir",
+		"signal_grace",
 	};
 	const struct jnode *t = v, *f;
 	int rc;
