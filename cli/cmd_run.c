@@ -221,6 +221,11 @@ static int check_fits(const struct step *steps, size_t n, const struct sched_opt
 {
 	if (so->cluster)
 		return 0;   /* the cluster's scheduler decides (sbatch refuses the impossible) */
+	for (size_t i = 0; i < n; i++)
+		if (steps[i].res.nodes > 1)
+			return err_set(err, ERR_INVALID,
+				       "step '%s' needs %d nodes; the local runner has this machine "
+				       "only (run it with --runner slurm)", steps[i].id, steps[i].res.nodes);
 	for (size_t i = 0; i < n; i++) {
 		const struct step *s = &steps[i];
 		if (s->res.gpus > so->gpus)

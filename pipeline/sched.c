@@ -832,6 +832,8 @@ static int start_step(struct sched *s, struct node *n, struct err *err)
 		spec.cpus = n->cpus;
 		spec.gpus = st->res.gpus;
 		spec.npus = st->res.npus;
+		spec.nodes = st->res.nodes;
+		spec.tasks_per_node = st->res.tasks_per_node;
 		spec.mem_mb = st->res.mem_mb;
 		spec.timeout_s = st->timeout_s;
 		spec.runner_json = st->runner_json;

@@ -277,6 +277,10 @@ static const char *const migrations[] = {
 
 	/* 2 -> 3: per-stage runner options (a stage's "slurm" object) */
 	"ALTER TABLE steps ADD COLUMN runner_json TEXT;",
+
+	/* 3 -> 4: multi-node steps */
+	"ALTER TABLE steps ADD COLUMN nodes INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE steps ADD COLUMN tasks_per_node INTEGER NOT NULL DEFAULT 0;",
 };
 
 int state_schema_version(void)
@@ -385,9 +389,9 @@ static const char *const q_sql[Q__COUNT] = {
 	[Q_STEP_INSERT] =
 		"INSERT INTO steps (run_id, id, pos, kind, stage, cache_key, state,"
 		" retry_max, retry_backoff, timeout_s, cpus, gpus, npus, mem_mb,"
-		" params_json, runner_json)"
+		" params_json, runner_json, nodes, tasks_per_node)"
 		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8, ?9, ?10, ?11,"
-		" ?12, ?13, ?14, ?15)",
+		" ?12, ?13, ?14, ?15, ?16, ?17)",
 	[Q_ARG_INSERT] =
 		"INSERT INTO step_args (run_id, step_id, pos, arg)"
 		" VALUES (?1, ?2, ?3, ?4)",
@@ -410,7 +414,8 @@ static const char *const q_sql[Q__COUNT] = {
 
 	[Q_STEPS_LOAD] =
 		"SELECT pos, id, kind, stage, retry_max, retry_backoff, timeout_s,"
-		" cpus, gpus, npus, mem_mb, params_json, runner_json FROM steps WHERE run_id = ?1"
+		" cpus, gpus, npus, mem_mb, params_json, runner_json, nodes, tasks_per_node"
+		" FROM steps WHERE run_id = ?1"
 		" ORDER BY pos",
 	[Q_ARGS_LOAD] =
 		"SELECT s.pos, c.arg FROM step_args c JOIN steps s"
@@ -1056,6 +1061,8 @@ static int insert_step(struct state *st, int64_t run_id, size_t pos,
 	bind_int(s, 13, sp->res.mem_mb, &rc);
 	bind_text(s, 14, sp->params_json, &rc);
 	bind_text(s, 15, sp->runner_json, &rc);
+	bind_int(s, 16, sp->res.nodes, &rc);
+	bind_int(s, 17, sp->res.tasks_per_node, &rc);
 	return exec_done(st, s, rc, err, "insert step '%s'",
 			 sp->id ? sp->id : "");
 }
@@ -1601,6 +1608,8 @@ int state_steps_load(struct state *st, int64_t run_id, struct step **out,
 		sp->res.mem_mb = (long)sqlite3_column_int64(s, 10);
 		sp->params_json = col_str(s, 11);
 		sp->runner_json = col_str(s, 12);
+		sp->res.nodes = sqlite3_column_int(s, 13);
+		sp->res.tasks_per_node = sqlite3_column_int(s, 14);
 		rc = SQLITE_OK;
 	}
 	if (rc != SQLITE_DONE) {

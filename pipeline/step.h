@@ -22,6 +22,8 @@ struct resources {
 	int gpus;
 	int npus;
 	long mem_mb;   /* 0: not declared */
+	int nodes;           /* 0 or 1: one machine; more: a multi-node job (Slurm) */
+	int tasks_per_node;  /* 0 or 1: one process; more: srun starts that many per node */
 };
 
 struct env_var {

@@ -33,6 +33,7 @@ struct job_spec {
 	const char *cwd;           /* working directory of the step */
 	const char *attempt_dir;   /* exists; stdout.log and stderr.log go here */
 	int cpus, gpus, npus;      /* granted (informational for local) */
+	int nodes, tasks_per_node; /* 0/1: one node, one task; Slurm only */
 	long mem_mb;
 	long timeout_s;            /* the step's time limit, 0: none. The local
 	                              runner ignores it (the scheduler enforces

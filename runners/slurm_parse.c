@@ -486,9 +486,12 @@ int slurm_batch_script(const struct job_spec *spec, char *const *submit_env,
 	buf_adds(out, "cd -- ");
 	slurm_quote(spec->cwd, out);
 	buf_adds(out, " || exit 126\n");
-	/* One node for now: job_spec has no node count yet. A multi-node
-	 * step will be `exec srun --kill-on-bad-exit=1 ARGV`. */
-	buf_adds(out, "exec");
+	/* Several nodes or tasks: srun starts the step's argv on each (the
+	 * job's allocation), and a task that fails ends them all. */
+	if (spec->nodes > 1 || spec->tasks_per_node > 1)
+		buf_adds(out, "exec srun --kill-on-bad-exit=1");
+	else
+		buf_adds(out, "exec");
 	for (size_t i = 0; spec->argv[i]; i++) {
 		buf_addc(out, ' ');
 		slurm_quote(spec->argv[i], out);
@@ -550,8 +553,9 @@ void slurm_sbatch_argv(const struct slurm_options *o, const struct job_spec *spe
 		push_fmt(out, "--account", o->account);
 	if (o->qos && o->qos[0])
 		push_fmt(out, "--qos", o->qos);
-	strv_push(out, "--nodes=1");
-	strv_push(out, "--ntasks=1");
+	strv_push_owned(out, xasprintf("--nodes=%d", spec->nodes > 1 ? spec->nodes : 1));
+	strv_push_owned(out, xasprintf("--ntasks-per-node=%d",
+				       spec->tasks_per_node > 1 ? spec->tasks_per_node : 1));
 	strv_push_owned(out, xasprintf("--cpus-per-task=%d", spec->cpus > 0 ? spec->cpus : 1));
 	if (spec->npus > 0)
 		strv_push_owned(out, xasprintf("--gres=%s:%d", o->gres, spec->npus));

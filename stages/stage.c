@@ -219,13 +219,15 @@ int stage_name_valid(const char *s)
 int stage_get_resources(const struct jnode *v, const char *where,
 			struct resources *res, struct err *err)
 {
-	static const char *const fields[] = { "cpus", "gpus", "npus", "mem_mb" };
+	static const char *const fields[] = {
+		"cpus", "gpus", "npus", "mem_mb", "nodes", "tasks_per_node",
+	};
 	char *path = NULL;
 	int rc;
 
 	rc = stage_want_type(v, J_OBJECT, where, err);
 	if (!rc)
-		rc = stage_check_fields(v, where, fields, 4, err);
+		rc = stage_check_fields(v, where, fields, 6, err);
 	for (size_t i = 0; !rc && i < v->nkids; i++) {
 		const struct jnode *f = &v->kids[i];
 		long long x = 0;
@@ -235,6 +237,12 @@ int stage_get_resources(const struct jnode *v, const char *where,
 		if (!strcmp(f->key, "mem_mb")) {
 			rc = stage_get_int(f, path, 0, STAGE_MAX_MEM_MB, &x, err);
 			res->mem_mb = (long)x;
+			continue;
+		}
+		if (!strcmp(f->key, "nodes") || !strcmp(f->key, "tasks_per_node")) {
+			rc = stage_get_int(f, path, 1, !strcmp(f->key, "nodes") ? STAGE_MAX_NODES
+						    : STAGE_MAX_CPUS, &x, err);
+			*(!strcmp(f->key, "nodes") ? &res->nodes : &res->tasks_per_node) = (int)x;
 			continue;
 		}
 		rc = stage_get_int(f, path, !strcmp(f->key, "cpus"), STAGE_MAX_CPUS,

@@ -132,6 +132,7 @@ void stage_param_text(const struct jnode *v, struct buf *out);
 
 #define STAGE_MAX_CPUS 4096
 #define STAGE_MAX_MEM_MB (1L << 30)
+#define STAGE_MAX_NODES 100000
 #define STAGE_MAX_RETRIES 100
 #define STAGE_MAX_TIMEOUT_S (30LL * 86400)
 #define STAGE_MAX_BACKOFF_S 86400LL

@@ -374,13 +374,40 @@ static void test_slurm__sbatch_argv_golden(void **state)
 		"--output=/ws/.anneal/runs/12/distill.2/a1%%j/output.log\n"
 		"--open-mode=append\n--chdir=/ws\n"
 		"--comment=/ws/.anneal/runs/12/distill.2/a1%j\n--export=ALL\n"
-		"--partition=gpu\n--account=proj\n--qos=high\n--nodes=1\n--ntasks=1\n"
+		"--partition=gpu\n--account=proj\n--qos=high\n--nodes=1\n--ntasks-per-node=1\n"
 		"--cpus-per-task=8\n--gres=npu:4\n--gpus=1\n--mem=32000\n"
-		/* (3600 + 120 + 59) / 60 + 1 */
+		/* 3600 s: the per-job limit, whole minutes */
 		"--time=60\n--signal=B:TERM@120\n--requeue\n"
 		"--constraint=a100\n--exclusive\n"
 		"/ws/.anneal/runs/12/distill.2/a1%j/slurm.sh\n");
 	strv_free(&sv);
+
+	/* A multi-node step: nodes and tasks per node; srun in the script. */
+	spec.nodes = 4;
+	spec.tasks_per_node = 8;
+	slurm_sbatch_argv(&o, &spec, "/ws/s.sh", &sv);
+	buf_reset(&b);
+	for (size_t i = 0; i < sv.n; i++) {
+		buf_adds(&b, sv.v[i]);
+		buf_addc(&b, ' ');
+	}
+	assert_non_null(strstr(b.ptr, " --nodes=4 --ntasks-per-node=8 "));
+	strv_free(&sv);
+	{
+		char *argv[] = { "python3", "train.py", NULL };
+		char *envp[] = { "A=1", NULL };
+		struct err err;
+
+		spec.argv = argv;
+		spec.envp = envp;
+		buf_reset(&b);
+		assert_int_equal(slurm_batch_script(&spec, NULL, &b, &err), 0);
+		assert_non_null(strstr(b.ptr, "\nexec srun --kill-on-bad-exit=1 'python3' 'train.py'\n"));
+		spec.nodes = spec.tasks_per_node = 1;
+		buf_reset(&b);
+		assert_int_equal(slurm_batch_script(&spec, NULL, &b, &err), 0);
+		assert_non_null(strstr(b.ptr, "\nexec 'python3' 'train.py'\n"));
+	}
 
 	/* The minimum: no optional option. */
 	memset(&o, 0, sizeof(o));
@@ -400,7 +427,7 @@ static void test_slurm__sbatch_argv_golden(void **state)
 	assert_string_equal(b.ptr,
 		"sbatch --parsable --job-name=anneal.1.s --output=/w/a/output.log "
 		"--open-mode=append --chdir=/w --comment=/w/a --export=ALL --nodes=1 "
-		"--ntasks=1 --cpus-per-task=1 --signal=B:TERM@30 --no-requeue /w/a/slurm.sh ");
+		"--ntasks-per-node=1 --cpus-per-task=1 --signal=B:TERM@30 --no-requeue /w/a/slurm.sh ");
 	strv_free(&sv);
 	buf_free(&b);
 }
@@ -963,7 +990,7 @@ static void test_slurm__fake_submit_and_exit(void **state)
 	log = fake_log();
 	p = xasprintf("sbatch --parsable --job-name=anneal.r1.s1 --output=%s/output.log "
 		      "--open-mode=append --chdir=%s --comment=%s --export=ALL --nodes=1 "
-		      "--ntasks=1 --cpus-per-task=1 --signal=B:TERM@120 --no-requeue %s/slurm.sh\n",
+		      "--ntasks-per-node=1 --cpus-per-task=1 --signal=B:TERM@120 --no-requeue %s/slurm.sh\n",
 		      dir, tmp, dir, dir);
 	assert_string_equal(log, p);
 	free(p);

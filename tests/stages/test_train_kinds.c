@@ -224,7 +224,7 @@ static void test_kinds__engine_and_env(void **state)
 		" \"stages\": [" DATA ","
 		"  {\"id\": \"pre\", \"kind\": \"pretrain\", \"inputs\": {\"data\": \"data.corpus\"},"
 		"   \"config\": {\"anything\": {\"the\": \"engine owns it\"}}, \"env\": {\"X\": \"${params.np}\"},"
-		"   \"resources\": {\"npus\": 8}, \"retries\": 3, \"timeout\": \"2h\"},"
+		"   \"resources\": {\"npus\": 8, \"nodes\": 4, \"tasks_per_node\": 8}, \"retries\": 3, \"timeout\": \"2h\"},"
 		"  {\"id\": \"ref\", \"kind\": \"sft\", \"engine\": [\"/opt/anneal-engine\"],"
 		"   \"inputs\": {\"init\": \"pre.model\", \"data\": \"data.corpus\"}}]}";
 	const struct step *s;
@@ -244,6 +244,8 @@ static void test_kinds__engine_and_env(void **state)
 	assert_string_equal(s->env[0].key, "HCCL_TIMEOUT");
 	assert_string_equal(s->env[1].value, "8");
 	assert_int_equal(s->res.npus, 8);
+	assert_int_equal(s->res.nodes, 4);
+	assert_int_equal(s->res.tasks_per_node, 8);
 	assert_int_equal(s->retry.max, 3);
 	assert_int_equal(s->timeout_s, 7200);
 	s = step(r, "ref");
@@ -286,6 +288,8 @@ static void test_kinds__errors(void **state)
 			    "r.json: stages[2] (\"s\").inputs.init: bad iteration in 'pre[0]' (write 'stage[N].output', N >= 1)");
 	assert_string_equal(bad(DATA ",{\"id\": \"ev\", \"kind\": \"eval\", \"inputs\": {\"data\": \"data.eval\"}}"),
 			    "r.json: stages[1] (\"ev\"): missing field 'models' (the checkpoints to evaluate)");
+	assert_string_equal(bad(DATA ",{\"id\": \"x\", \"kind\": \"data\", \"resources\": {\"nodes\": 0}}"),
+			    "r.json: stages[1] (\"x\").resources.nodes: must be an integer >= 1, not 0");
 	assert_string_equal(bad(DATA ",{\"id\": \"x\", \"kind\": \"data\", \"name\": \"d\"}"),
 			    "r.json: stages[1] (\"x\"): 'name' names a single model; a data stage's outputs are versioned as 'x.corpus', ...");
 }
