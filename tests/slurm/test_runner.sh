@@ -65,6 +65,19 @@ assert_grep "DAG: b asked for 4 NPUs" job_b.txt 'gres/npu=4\|gres:npu:4\|gres:np
 assert_grep "DAG: job name" job_b.txt 'JobName=anneal\.1\.b'
 pass "DAG on Slurm: b and c ran at once with --gres=npu:4 each"
 
+# ---- 1a. tasks per node: srun starts one copy per task ---------------------------------
+cat >tasks.json <<'EOF'
+{"name": "tasks", "stages": [{"id": "a", "kind": "exec",
+  "command": ["sh", "-c", "echo task $SLURM_PROCID of $SLURM_NTASKS > $ANNEAL_OUTPUT_O/t$SLURM_PROCID"],
+  "outputs": {"o": "dataset"}, "resources": {"tasks_per_node": 2}}]}
+EOF
+rc=0
+anneal -C "$WS/tasks" run tasks.json --runner slurm >tasks.out 2>tasks.err || rc=$?
+assert_rc "a two-task step" 0 "$rc" tasks.out tasks.err
+assert_eq "tasks: both ran" "task 0 of 2
+task 1 of 2" "$(cat "$WS"/tasks/.anneal/runs/1/a/out/o/t0 "$WS"/tasks/.anneal/runs/1/a/out/o/t1)"
+pass "tasks_per_node 2: srun ran the step's argv once per task"
+
 # ---- 1b. status shows Slurm's state and reason ------------------------------------------
 recipe st.json status \
 	"$(stage a 'block=go1b' '"resources": {"npus": 6}')" \
