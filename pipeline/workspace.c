@@ -64,11 +64,25 @@ static int read_config(struct workspace *ws, struct err *err)
 			ws->runner = buf_detach(&b);
 			continue;
 		}
+		/* "runs_dir": an absolute path for the work dirs of runs (steps'
+		 * output, events, checkpoints): on a cluster, a filesystem the
+		 * compute nodes share, when the workspace itself is not. */
+		if (!strcmp(k->key, "runs_dir")) {
+			if (k->type != J_STRING || k->str[0] != '/') {
+				rc = err_set(err, ERR_INVALID, "%s: runs_dir: must be an absolute path", path);
+				goto done;
+			}
+			free(ws->runs_dir);
+			ws->runs_dir = xstrdup(k->str);
+			if ((rc = fs_mkdir_p(ws->runs_dir, 0700, err)))
+				goto done;
+			continue;
+		}
 		int *slot = !strcmp(k->key, "gpus") ? &ws->gpus
 			  : !strcmp(k->key, "npus") ? &ws->npus
 			  : !strcmp(k->key, "jobs") ? &ws->jobs : NULL;
 		if (!slot) {
-			rc = err_set(err, ERR_INVALID, "%s: unknown field '%s' (known: gpus, npus, jobs, runner)",
+			rc = err_set(err, ERR_INVALID, "%s: unknown field '%s' (known: gpus, npus, jobs, runner, runs_dir)",
 				     path, k->key);
 			goto done;
 		}

@@ -2,7 +2,8 @@
  *
  *   .anneal/state.db      the state store (SQLite, WAL)
  *   .anneal/config.json   optional: {"gpus": N, "npus": N, "jobs": N,
- *                         "runner": "slurm" | {"type": "slurm", ...}}
+ *                         "runner": "slurm" | {"type": "slurm", ...},
+ *                         "runs_dir": "/shared/path"  (work dirs elsewhere)}
  *   .anneal/store/        content-addressed objects (artifacts)
  *   .anneal/runs/<run>/<step>/   work dirs: out/, ckpt/, a<N>/ per attempt
  *

@@ -77,6 +77,28 @@ static void test_workspace__config(void **state)
 	assert_int_equal(fs_write_atomic(cfg, "{\"gpus\": -1}", 12, 0644, &e), 0);
 	assert_int_equal(workspace_find(dir, &ws, &e), ERR_INVALID);
 	assert_non_null(strstr(e.msg, "gpus: must be an integer in 0..4096"));
+	/* the runner and where work dirs go */
+	{
+		char *runs = fs_join(dir, "elsewhere"), *text, *run1;
+		text = xasprintf("{\"runner\": {\"type\": \"slurm\", \"partition\": \"p\"}, \"runs_dir\": \"%s\"}", runs);
+		assert_int_equal(fs_write_atomic(cfg, text, strlen(text), 0644, &e), 0);
+		assert_int_equal(workspace_find(dir, &ws, &e), 0);
+		assert_string_equal(ws->runner, "{\"type\":\"slurm\",\"partition\":\"p\"}");
+		assert_string_equal(ws->runs_dir, runs);
+		assert_true(fs_is_dir(runs));
+		run1 = workspace_run_dir(ws, 1);
+		assert_true(!strncmp(run1, runs, strlen(runs)));
+		free(run1);
+		workspace_free(ws);
+		free(text);
+		assert_int_equal(fs_write_atomic(cfg, "{\"runs_dir\": \"rel\"}", 19, 0644, &e), 0);
+		assert_int_equal(workspace_find(dir, &ws, &e), ERR_INVALID);
+		assert_non_null(strstr(e.msg, "runs_dir: must be an absolute path"));
+		assert_int_equal(fs_write_atomic(cfg, "{\"runner\": \"lsf\"}", 17, 0644, &e), 0);
+		assert_int_equal(workspace_find(dir, &ws, &e), ERR_INVALID);
+		assert_non_null(strstr(e.msg, "runner: must be"));
+		free(runs);
+	}
 	free(cfg);
 }
 
