@@ -285,6 +285,9 @@ static int says_unknown_job(const struct cmd *c)
 
 /* --- asking about jobs ------------------------------------------------------ */
 
+static int squeue_run(struct slurm_runner *sr, char **argv, struct cmd *c,
+		      struct err *err);
+
 /* One squeue for the listed ids (comma-separated). *ran is 0 when squeue
  * could not answer (err set), 1 when c->out holds its lines (none when
  * it knows none of the jobs). */
@@ -293,6 +296,24 @@ static int squeue_ids(struct slurm_runner *sr, const char *ids, struct cmd *c,
 {
 	char *argv[] = { "squeue", "-h", "-t", "all", "-j", (char *)ids,
 			 "-o", "%i|%T|%r", NULL };
+
+	return squeue_run(sr, argv, c, err);
+}
+
+/* The poll's one command: state, reason and, for jobs that ended (while
+ * slurmctld remembers them, MinJobAge), their exit status. */
+static int squeue_poll(struct slurm_runner *sr, const char *ids, struct cmd *c,
+		       struct err *err)
+{
+	char *argv[] = { "squeue", "-h", "-t", "all", "-j", (char *)ids,
+			 "-O", "JobID:|,State:|,exit_code:|,Reason:", NULL };
+
+	return squeue_run(sr, argv, c, err);
+}
+
+static int squeue_run(struct slurm_runner *sr, char **argv, struct cmd *c,
+		      struct err *err)
+{
 	int rc = run_cmd(sr, argv, c, err);
 
 	if (rc)
@@ -480,7 +501,7 @@ static int check_jobs(struct slurm_runner *sr, struct err *err)
 			buf_addc(&ids, ',');
 		buf_adds(&ids, sr->jobs[i]->id);
 	}
-	if (squeue_ids(sr, buf_str(&ids), &c, &qe)) {
+	if (squeue_poll(sr, buf_str(&ids), &c, &qe)) {
 		double now = now_mono();
 		if (sr->fail_since == 0)
 			sr->fail_since = now;
@@ -503,16 +524,27 @@ static int check_jobs(struct slurm_runner *sr, struct err *err)
 		char *nl = strchr(line, '\n');
 		char id[JOBID_MAX], reason[96];
 		enum slurm_state st;
+		int code = 0, sig = 0, with_status;
 
 		if (nl)
 			*nl = '\0';
-		if (slurm_parse_squeue_line(line, id, sizeof(id), &st, reason,
-					    sizeof(reason)) == 0) {
+		with_status = slurm_parse_squeue_exit_line(line, id, sizeof(id), &st, &code,
+							   &sig, reason, sizeof(reason)) == 0;
+		if (with_status || slurm_parse_squeue_line(line, id, sizeof(id), &st, reason,
+							   sizeof(reason)) == 0) {
 			for (size_t i = 0; i < sr->n; i++) {
 				struct sjob *j = sr->jobs[i];
 				if (j->ended || strcmp(j->id, id))
 					continue;
 				seen[i] = 1;
+				if (with_status && slurm_state_final(st)) {
+					/* Ended, and squeue said how: no scontrol. */
+					struct final f = { 1, st, code, sig, "" };
+					snprintf(f.reason, sizeof(f.reason), "%s", reason);
+					end_job(sr, j, &f);
+					changed = 1;
+					continue;
+				}
 				if (j->state != st || strcmp(j->reason, reason)) {
 					changed = 1;
 					j->state = st;

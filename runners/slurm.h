@@ -122,6 +122,13 @@ int slurm_parse_squeue_line(const char *line, char *id, size_t id_size,
 			    enum slurm_state *state, char *reason,
 			    size_t reason_size);
 
+/* One line of `squeue -h -O JobID:|,State:|,exit_code:|,Reason:`: the
+ * same with the job's wait status (exit code << 8 | signal), which lets one
+ * squeue per poll report how ended jobs ended. 0 or ERR_INVALID. */
+int slurm_parse_squeue_exit_line(const char *line, char *id, size_t id_size,
+				 enum slurm_state *state, int *code, int *sig,
+				 char *reason, size_t reason_size);
+
 /* `scontrol show job -o ID`: JobState=, Reason= and ExitCode= (the first
  * occurrence of each as a whole field). reason may be NULL. 0 or
  * ERR_INVALID when a field is missing. */

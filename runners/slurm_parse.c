@@ -228,6 +228,34 @@ static void copy_trunc(char *dst, size_t size, const char *src, size_t n)
 	dst[n] = '\0';
 }
 
+int slurm_parse_squeue_exit_line(const char *line, char *id, size_t id_size,
+				 enum slurm_state *state, int *code, int *sig,
+				 char *reason, size_t reason_size)
+{
+	const char *bar1 = strchr(line, '|'), *bar2, *bar3;
+	char *endp;
+	long ws;
+
+	if (!bar1 || !(bar2 = strchr(bar1 + 1, '|')) || !(bar3 = strchr(bar2 + 1, '|')))
+		return ERR_INVALID;
+	ws = strtol(bar2 + 1, &endp, 10);
+	if (endp == bar2 + 1 || endp != bar3 || ws < 0 || ws > 0xffff)
+		return ERR_INVALID;
+	/* A wait status: exit code in the high byte, signal in the low bits. */
+	*code = (int)((ws >> 8) & 0xff);
+	*sig = (int)(ws & 0x7f);
+	{
+		/* id|state|reason from the same line without the status */
+		char buf[512];
+		size_t head = (size_t)(bar2 - line) + 1;
+		if (head + strlen(bar3 + 1) + 1 > sizeof(buf))
+			return ERR_INVALID;
+		memcpy(buf, line, head);
+		strcpy(buf + head, bar3 + 1);
+		return slurm_parse_squeue_line(buf, id, id_size, state, reason, reason_size);
+	}
+}
+
 int slurm_parse_squeue_line(const char *line, char *id, size_t id_size,
 			    enum slurm_state *state, char *reason,
 			    size_t reason_size)

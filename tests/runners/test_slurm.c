@@ -617,6 +617,25 @@ static void test_slurm__squeue_lines(void **state)
 	assert_int_equal(slurm_parse_squeue_line("1|RUNNING|\r", id, sizeof(id), &st,
 						 reason, sizeof(reason)), 0);
 	assert_string_equal(reason, "");
+	{
+		/* squeue -O with the wait status: 768 is exit 3, 9 is SIGKILL */
+		int code = -1, sig = -1;
+		assert_int_equal(slurm_parse_squeue_exit_line("12|FAILED|768|NonZeroExitCode", id, sizeof(id),
+							      &st, &code, &sig, reason, sizeof(reason)), 0);
+		assert_string_equal(id, "12");
+		assert_int_equal(st, SLURM_FAILED);
+		assert_int_equal(code, 3);
+		assert_int_equal(sig, 0);
+		assert_string_equal(reason, "NonZeroExitCode");
+		assert_int_equal(slurm_parse_squeue_exit_line("13|FAILED|9|JobLaunchFailure", id, sizeof(id),
+							      &st, &code, &sig, reason, sizeof(reason)), 0);
+		assert_int_equal(code, 0);
+		assert_int_equal(sig, 9);
+		assert_int_equal(slurm_parse_squeue_exit_line("14|RUNNING|None", id, sizeof(id),
+							      &st, &code, &sig, reason, sizeof(reason)), ERR_INVALID);
+		assert_int_equal(slurm_parse_squeue_exit_line("14|RUNNING|x|None", id, sizeof(id),
+							      &st, &code, &sig, reason, sizeof(reason)), ERR_INVALID);
+	}
 	assert_int_equal(slurm_parse_squeue_line("1|RUNNING", id, sizeof(id), &st,
 						 reason, sizeof(reason)), ERR_INVALID);
 	assert_int_equal(slurm_parse_squeue_line("x|RUNNING|None", id, sizeof(id), &st,
@@ -1096,7 +1115,7 @@ static void test_slurm__fake_one_squeue_per_interval(void **state)
 	assert_int_equal(fake_count("scontrol "), 0);
 	log = fake_log();
 	want = xasprintf("squeue -h -t all -j 100,101,102,103,104,105,106,107,108,109,110,"
-			 "111,112,113,114,115,116,117,118,119 -o %%i|%%T|%%r\n");
+			 "111,112,113,114,115,116,117,118,119 -O JobID:|,State:|,exit_code:|,Reason:\n");
 	assert_non_null(strstr(log, want));
 	free(want);
 	free(log);
