@@ -161,6 +161,7 @@ bench: all
 	sh bench/ingest/run.sh
 	sh bench/lineage/run.sh
 	sh bench/merge/run.sh
+	sh bench/slurm/run.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/libexec/anneal

@@ -315,8 +315,8 @@ def main():
         print("target: at most 1 status command per poll interval, whatever the number of jobs: "
               "anneal max %d (mean %.2f) over %d polls  %s" % (
                   a["per_poll_max"], a["per_poll_mean"], a["polls"], "met" if ok else "MISSED"))
-        print("  most in one poll, by command: %s (anneal: one squeue for all jobs, plus one scontrol"
-              " for each job that ended since the previous poll)" % ", ".join(
+        print("  most in one poll, by command: %s (anneal: one squeue -O for all jobs, ended ones"
+              " with their exit status; scontrol/sacct -c only for a job squeue has forgotten)" % ", ".join(
                   "%s %d" % (k, a["per_poll_by"][k]) for k in STATUS if a["per_poll_by"].get(k)))
 
 
