@@ -32,6 +32,19 @@ static const char *const top_fields[] = {
 };
 #define NTOP (sizeof(top_fields) / sizeof(*top_fields))
 
+/* An array of strings (sbatch words). */
+static int want_strings(const struct jnode *f, const char *path, struct err *err)
+{
+	int rc = stage_want_type(f, J_ARRAY, path, err);
+
+	for (size_t k = 0; !rc && k < f->nkids; k++) {
+		char *ipath = xasprintf("%s[%zu]", path, k);
+		rc = stage_want_type(&f->kids[k], J_STRING, ipath, err);
+		free(ipath);
+	}
+	return rc;
+}
+
 /* "runner": "local" | "slurm" | {"type": "slurm", "partition": ..., ...}:
  * where steps run (runners/). Checked here; the CLI's --runner wins. */
 static int check_runner(const struct jnode *v, struct err *err)
@@ -73,12 +86,7 @@ static int check_runner(const struct jnode *v, struct err *err)
 		f = &v->kids[i];
 		path = stage_path("runner", f->key);
 		if (!strcmp(f->key, "sbatch")) {
-			rc = stage_want_type(f, J_ARRAY, path, err);
-			for (size_t k = 0; !rc && k < f->nkids; k++) {
-				char *ipath = xasprintf("%s[%zu]", path, k);
-				rc = stage_want_type(&f->kids[k], J_STRING, ipath, err);
-				free(ipath);
-			}
+			rc = want_strings(f, path, err);
 		} else if (!strcmp(f->key, "requeue")) {
 			rc = stage_want_type(f, J_BOOL, path, err);
 		} else if (!strcmp(f->key, "signal_grace")) {
@@ -433,12 +441,7 @@ static int check_stage_slurm(const struct jnode *v, const char *where, struct er
 		char *path = stage_path(where, f->key);
 
 		if (!strcmp(f->key, "sbatch")) {
-			rc = stage_want_type(f, J_ARRAY, path, err);
-			for (size_t k = 0; !rc && k < f->nkids; k++) {
-				char *ipath = xasprintf("%s[%zu]", path, k);
-				rc = stage_want_type(&f->kids[k], J_STRING, ipath, err);
-				free(ipath);
-			}
+			rc = want_strings(f, path, err);
 		} else {
 			rc = stage_want_type(f, J_STRING, path, err);
 		}
