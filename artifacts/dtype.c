@@ -70,20 +70,6 @@ int dtype_computable(enum st_dtype t)
 	return t == ST_F32 || t == ST_F16 || t == ST_BF16 || t == ST_F64;
 }
 
-static inline uint32_t fbits(float f)
-{
-	uint32_t u;
-	memcpy(&u, &f, sizeof(u));
-	return u;
-}
-
-static inline float bitsf(uint32_t u)
-{
-	float f;
-	memcpy(&f, &u, sizeof(f));
-	return f;
-}
-
 /* All-ones when c, else zero; sel picks a where m is set: selects instead
  * of branches, so that the loops if-convert. */
 static inline uint32_t mask(int c)
@@ -109,17 +95,17 @@ half_to_float(uint16_t h)
 	uint32_t special = (em << 13) | 0x7f800000u |
 			   (mask(em > 0x7c00u) & 0x00400000u);
 	/* Zero/subnormal: mantissa × 2^-24, exact in float. */
-	uint32_t sub = fbits((float)(em & 0x3ffu) * 0x1p-24f);
+	uint32_t sub = dtype_fbits((float)(em & 0x3ffu) * 0x1p-24f);
 	uint32_t r = sel(mask(exp == 0x7c00u), special,
 			 sel(mask(exp == 0), sub, norm));
 
-	return bitsf(r | sign);
+	return dtype_bitsf(r | sign);
 }
 
 static inline __attribute__((always_inline)) uint16_t
 float_to_half(float f)
 {
-	uint32_t u = fbits(f);
+	uint32_t u = dtype_fbits(f);
 	uint32_t sign = (u >> 16) & 0x8000u;
 	uint32_t a = u & 0x7fffffffu;
 	/* Normal results: rebias, then add 0xfff plus the bit that will become
@@ -130,7 +116,7 @@ float_to_half(float f)
 			 ((a >> 13) & 1u)) >> 13;
 	/* Subnormal or zero results (|f| < 2^-14): adding 0.5 leaves the value
 	 * in units of 2^-24 in the low mantissa bits, rounded by the FPU. */
-	uint32_t sub = fbits(bitsf(a) + 0.5f) - fbits(0.5f);
+	uint32_t sub = dtype_fbits(dtype_bitsf(a) + 0.5f) - dtype_fbits(0.5f);
 	uint32_t nan = 0x7e00u | ((a >> 13) & 0x1ffu);
 	uint32_t r = sel(mask(a > 0x7f800000u), nan,
 			 sel(mask(a >= 0x47800000u), 0x7c00u,  /* >= 65536: Inf */
@@ -145,13 +131,13 @@ bfloat_to_float(uint16_t h)
 	uint32_t u = (uint32_t)h << 16;
 	uint32_t quiet = mask((h & 0x7fffu) > 0x7f80u) & 0x00400000u;
 
-	return bitsf(u | quiet);
+	return dtype_bitsf(u | quiet);
 }
 
 static inline __attribute__((always_inline)) uint16_t
 float_to_bfloat(float f)
 {
-	uint32_t u = fbits(f);
+	uint32_t u = dtype_fbits(f);
 	/* Same carry trick as f32_to_f16, 16 dropped bits. */
 	uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
 	uint32_t nan = (u >> 16) | 0x0040u;
@@ -186,14 +172,14 @@ uint16_t f32_to_bf16(float f)
 static inline float f64_to_f32_odd(double d)
 {
 	float f = (float)d;
-	uint32_t u = fbits(f);
+	uint32_t u = dtype_fbits(f);
 
 	if (d == d && (double)f != d) {
 		if (fabs((double)f) > fabs(d))
 			u--;   /* rounded away from zero: step back */
 		u |= 1u;
 	}
-	return bitsf(u);
+	return dtype_bitsf(u);
 }
 
 uint16_t f64_to_f16(double d)

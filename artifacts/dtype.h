@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 enum st_dtype {
 	ST_BOOL,
@@ -32,6 +33,21 @@ enum st_dtype {
 	ST_U64,
 	ST_DTYPE_COUNT
 };
+
+/* A float's bits and back (memcpy: no aliasing games, free when inlined). */
+static inline uint32_t dtype_fbits(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, sizeof(u));
+	return u;
+}
+
+static inline float dtype_bitsf(uint32_t u)
+{
+	float f;
+	memcpy(&f, &u, sizeof(f));
+	return f;
+}
 
 /* "F32", "BF16", ... as safetensors headers spell them. */
 const char *dtype_name(enum st_dtype t);

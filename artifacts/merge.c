@@ -779,20 +779,6 @@ struct pick {
 	size_t count_gt, count_eq;   /* and how many are above and equal */
 };
 
-static inline uint32_t f2u(float f)
-{
-	uint32_t u;
-	memcpy(&u, &f, sizeof(u));
-	return u;
-}
-
-static inline float u2f(uint32_t u)
-{
-	float f;
-	memcpy(&f, &u, sizeof(f));
-	return f;
-}
-
 /* Element j of a step source: a float (F32 in the file, or converted), or
  * with bf16 a BF16 value (whose NaNs are not made quiet, as the
  * conversion makes them: a NaN is refused whatever its bits). */
@@ -801,7 +787,7 @@ static ALWAYS_INLINE float ld(const unsigned char *p, size_t j, int bf16)
 	if (bf16) {
 		uint16_t h;
 		memcpy(&h, p + 2 * j, sizeof(h));
-		return u2f((uint32_t)h << 16);
+		return dtype_bitsf((uint32_t)h << 16);
 	}
 	{
 		float f;
@@ -948,11 +934,11 @@ static int pick_settle(struct pick *pk, uint32_t *klo, uint32_t *khi)
 {
 	size_t k = pk->k, a = pk->gt;
 	size_t eqlo = pk->lo == pk->hi ? 0 : pk->eqlo;  /* counted as eqhi */
-	uint32_t kl = f2u(pk->lo), kh = f2u(pk->hi);
+	uint32_t kl = dtype_fbits(pk->lo), kh = dtype_fbits(pk->hi);
 
 	if (k <= a) {
 		*klo = kh + 1;
-		*khi = f2u(FLT_MAX);
+		*khi = dtype_fbits(FLT_MAX);
 		return 0;
 	}
 	if (k <= a + pk->eqhi) {
@@ -1013,7 +999,7 @@ static void stream_hist(const struct stream *s, const struct pick *pk,
 		stream_load(s, s->base, j0, len, s->bb);
 		stream_load(s, s->in[pk->input], j0, len, s->xb);
 		for (size_t j = 0; j < len; j++) {
-			uint32_t key = f2u(fabsf(s->xb[j] - s->bb[j]));
+			uint32_t key = dtype_fbits(fabsf(s->xb[j] - s->bb[j]));
 			if (key > khi) {
 				gt++;
 			} else if (key >= klo) {
@@ -1123,11 +1109,11 @@ static int stream_select(const struct stream *s, struct pick *pk, size_t n,
 				khi = bk.kmax;
 			}
 			if (bk.kmin == bk.kmax) {
-				pick_found(p, u2f(bk.kmin), bk.above, bk.count);
+				pick_found(p, dtype_bitsf(bk.kmin), bk.above, bk.count);
 				break;
 			}
-			p->lo = u2f(bk.kmin);
-			p->hi = u2f(bk.kmax);
+			p->lo = dtype_bitsf(bk.kmin);
+			p->hi = dtype_bitsf(bk.kmax);
 			if (stream_bracket(s, &p, 1))
 				return 1;
 		}
@@ -1255,12 +1241,12 @@ static ALWAYS_INLINE void ties_fused(const unsigned char *b,
 #pragma GCC unroll 4
 		for (size_t i = 0; i < nin; i++) {
 			float tau = ld(xp[i], j, bf16) - bj, v;
-			v = u2f(f2u(tau) & (0u - (uint32_t)(fabsf(tau) >= t[i])));
+			v = dtype_bitsf(dtype_fbits(tau) & (0u - (uint32_t)(fabsf(tau) >= t[i])));
 			v = v * sc[i];
 			r[i] = v * w[i];
 			if (count)  /* 1, -1 or 0 */
-				sum += u2f((f2u(one) & (0u - (uint32_t)(r[i] > 0))) |
-					   (f2u(mone) & (0u - (uint32_t)(r[i] < 0))));
+				sum += dtype_bitsf((dtype_fbits(one) & (0u - (uint32_t)(r[i] > 0))) |
+					   (dtype_fbits(mone) & (0u - (uint32_t)(r[i] < 0))));
 			else
 				sum += r[i];
 		}
@@ -1268,11 +1254,11 @@ static ALWAYS_INLINE void ties_fused(const unsigned char *b,
 #pragma GCC unroll 4
 		for (size_t i = 0; i < nin; i++) {
 			uint32_t agree = 0u - (uint32_t)(r[i] * sg > 0);
-			am += u2f(f2u(r[i]) & agree);
-			ad += u2f(f2u(w[i]) & agree);
+			am += dtype_bitsf(dtype_fbits(r[i]) & agree);
+			ad += dtype_bitsf(dtype_fbits(w[i]) & agree);
 		}
 		ad = ad == 0 ? one : ad;
-		am /= u2f((f2u(ad) & nm) | (f2u(one) & ~nm));
+		am /= dtype_bitsf((dtype_fbits(ad) & nm) | (dtype_fbits(one) & ~nm));
 		out[j] = bj + am * lambda;
 	}
 }

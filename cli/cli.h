@@ -53,6 +53,12 @@ int cli_find_or_init(struct cli *cli, struct workspace **ws, struct err *err);
 /* Parses a RUN argument ("3"); ERR_INVALID otherwise. */
 int cli_parse_run(const char *s, int64_t *run, struct err *err);
 
+/* The run arg names (arg not NULL), else the latest run (the latest
+ * unfinished one with unfinished_only); ERR_NOTFOUND with none_msg when
+ * there is none. */
+int cli_pick_run(struct state *st, const char *arg, int unfinished_only,
+		 const char *none_msg, int64_t *run, struct err *err);
+
 /* Installs SIGINT/SIGTERM/SIGHUP handlers that ask the scheduler to stop
  * (no SA_RESTART, so waits return at once). */
 void cli_install_stop_handlers(void);

@@ -356,12 +356,9 @@ int cmd_report(struct cli *cli, int argc, char **argv)
 	if (optind < argc - 1)
 		return cli_usage("report: expected at most one RUN");
 	rc = cli_open(cli, &ws, &st, &err);
-	if (!rc) {
-		if (optind == argc - 1)
-			rc = cli_parse_run(argv[optind], &run, &err);
-		else if ((rc = state_run_latest(st, 0, &run, &err)) == ERR_NOTFOUND)
-			err_set(&err, ERR_NOTFOUND, "no runs yet; start one with 'anneal run RECIPE'");
-	}
+	if (!rc)
+		rc = cli_pick_run(st, optind == argc - 1 ? argv[optind] : NULL, 0,
+				  "no runs yet; start one with 'anneal run RECIPE'", &run, &err);
 	if (!rc)
 		rc = state_steps_load(st, run, &steps, &nsteps, &err);
 	if (!rc)

@@ -518,7 +518,7 @@ int cmd_run(struct cli *cli, int argc, char **argv)
 	struct err err;
 	char *spec = NULL;
 	int64_t run = 0;
-	int rc, help, lock = -1;
+	int rc, help, lock = -1, cluster;
 
 	err_clear(&err);
 	rc = parse_opts("run", argc, argv, &ro, 1, &help);
@@ -543,14 +543,15 @@ int cmd_run(struct cli *cli, int argc, char **argv)
 		goto done;
 	}
 	spec = runner_spec(ro.runner, r, ws);
-	settle_capacity(&ro, ws, spec_is_cluster(spec));
-	if (!spec_is_cluster(spec)) {
+	cluster = spec_is_cluster(spec);
+	settle_capacity(&ro, ws, cluster);
+	if (!cluster) {
 		struct sysinfo si;
 		if (sysinfo(&si) == 0)
 			ro.so.mem_mb = (long)((unsigned long long)si.totalram * si.mem_unit >> 20);
 	}
 	rc = check_fits(r->steps, r->nsteps, &ro.so, &err);
-	if (!rc && spec_is_cluster(spec)) {
+	if (!rc && cluster) {
 		/* An absent or unreachable cluster starts nothing. */
 		struct runner *probe = NULL;
 		rc = runner_from_spec(spec, NULL, &probe, &err);
@@ -733,12 +734,9 @@ int cmd_cancel(struct cli *cli, int argc, char **argv)
 	if (argc > 2)
 		return cli_usage("cancel: expected at most one RUN");
 	rc = cli_open(cli, &ws, &st, &err);
-	if (!rc) {
-		if (argc == 2)
-			rc = cli_parse_run(argv[1], &run, &err);
-		else if ((rc = state_run_latest(st, 1, &run, &err)) == ERR_NOTFOUND)
-			err_set(&err, ERR_NOTFOUND, "no unfinished run to cancel");
-	}
+	if (!rc)
+		rc = cli_pick_run(st, argc == 2 ? argv[1] : NULL, 1, "no unfinished run to cancel",
+				  &run, &err);
 	if (!rc)
 		rc = state_run_get(st, run, &ri, &err);
 	if (rc) {

@@ -28,35 +28,48 @@ static double step_duration(const struct step_info *si)
 }
 
 /* What Slurm says of each running step's job ("PENDING (Resources)"),
- * for runs on the Slurm runner: one query per running job. NULL entries
+ * for runs on the Slurm runner: one query for all of them. NULL entries
  * for the rest. */
 static char **slurm_states(const struct run_info *ri, const struct step_info *si, size_t n)
 {
 	struct runner *r = NULL;
+	struct job_handle *h;
+	struct slurm_job_view *v;
+	size_t *at, k = 0;
 	char type[32], **out = NULL;
 	struct err err;
 
 	if (!ri->runner || runner_spec_type(ri->runner, type, sizeof(type)) || strcmp(type, "slurm"))
 		return NULL;
-	if (runner_from_spec(ri->runner, NULL, &r, &err))
-		return NULL;
-	out = xcalloc(n, sizeof(*out));
-	for (size_t i = 0; i < n; i++) {
-		struct job_handle h;
-		enum slurm_state state;
-		char reason[128] = "";
-
-		if (si[i].state != STEP_RUNNING || !si[i].last_handle)
-			continue;
-		snprintf(h.id, sizeof(h.id), "%s", si[i].last_handle);
-		if (slurm_job_state(r, &h, &state, reason, sizeof(reason), &err))
-			out[i] = xasprintf("%s", err.code == ERR_NOTFOUND ? "unknown to Slurm" : err.msg);
-		else if (reason[0] && strcmp(reason, "None"))
-			out[i] = xasprintf("%s (%s)", slurm_state_name(state), reason);
-		else
-			out[i] = xstrdup(slurm_state_name(state));
+	h = xcalloc(n ? n : 1, sizeof(*h));
+	v = xcalloc(n ? n : 1, sizeof(*v));
+	at = xcalloc(n ? n : 1, sizeof(*at));
+	for (size_t i = 0; i < n; i++)
+		if (si[i].state == STEP_RUNNING && si[i].last_handle) {
+			snprintf(h[k].id, sizeof(h[k].id), "%s", si[i].last_handle);
+			at[k++] = i;
+		}
+	if (k && !runner_from_spec(ri->runner, NULL, &r, &err)) {
+		out = xcalloc(n, sizeof(*out));
+		if (slurm_jobs_state(r, h, k, v, &err)) {
+			for (size_t i = 0; i < k; i++)
+				out[at[i]] = xstrdup(err.msg);
+		} else {
+			for (size_t i = 0; i < k; i++) {
+				if (!v[i].known)
+					out[at[i]] = xstrdup("unknown to Slurm");
+				else if (v[i].reason[0] && strcmp(v[i].reason, "None"))
+					out[at[i]] = xasprintf("%s (%s)", slurm_state_name(v[i].state),
+							       v[i].reason);
+				else
+					out[at[i]] = xstrdup(slurm_state_name(v[i].state));
+			}
+		}
+		runner_free(r);
 	}
-	runner_free(r);
+	free(h);
+	free(v);
+	free(at);
 	return out;
 }
 
@@ -225,12 +238,9 @@ int cmd_status(struct cli *cli, int argc, char **argv)
 	if (optind < argc - 1)
 		return cli_usage("status: expected at most one RUN");
 	rc = cli_open(cli, &ws, &st, &err);
-	if (!rc) {
-		if (optind == argc - 1)
-			rc = cli_parse_run(argv[optind], &run, &err);
-		else if ((rc = state_run_latest(st, 0, &run, &err)) == ERR_NOTFOUND)
-			err_set(&err, ERR_NOTFOUND, "no runs yet; start one with 'anneal run RECIPE'");
-	}
+	if (!rc)
+		rc = cli_pick_run(st, optind == argc - 1 ? argv[optind] : NULL, 0,
+				  "no runs yet; start one with 'anneal run RECIPE'", &run, &err);
 	if (!rc)
 		rc = state_run_get(st, run, &ri, &err);
 	if (!rc)

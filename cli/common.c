@@ -73,6 +73,19 @@ int cli_parse_run(const char *s, int64_t *run, struct err *err)
 	return 0;
 }
 
+int cli_pick_run(struct state *st, const char *arg, int unfinished_only,
+		 const char *none_msg, int64_t *run, struct err *err)
+{
+	int rc;
+
+	if (arg)
+		return cli_parse_run(arg, run, err);
+	rc = state_run_latest(st, unfinished_only, run, err);
+	if (rc == ERR_NOTFOUND)
+		err_set(err, ERR_NOTFOUND, "%s", none_msg);
+	return rc;
+}
+
 static void on_stop_signal(int sig)
 {
 	(void)sig;

@@ -1003,36 +1003,101 @@ done:
 	return rc;
 }
 
+int slurm_jobs_state(struct runner *r, const struct job_handle *h, size_t n,
+		     struct slurm_job_view *out, struct err *err)
+{
+	struct slurm_runner *sr = (struct slurm_runner *)r;
+	struct buf ids = BUF_INIT;
+	struct cmd c;
+	char (*id)[JOBID_MAX] = NULL;
+	int rc = 0;
+
+	if (!r || r->ops != &slurm_ops)
+		return err_set(err, ERR_INVALID, "not a slurm runner");
+	id = xcalloc(n ? n : 1, sizeof(*id));
+	cmd_init(&c);
+	buf_init(&ids);
+	for (size_t i = 0; i < n; i++) {
+		struct sjob *j;
+
+		memset(&out[i], 0, sizeof(out[i]));
+		if (slurm_handle_jobid(h[i].id, id[i], sizeof(id[i]))) {
+			rc = err_set(err, ERR_INVALID, "'%s' is not a slurm job handle", h[i].id);
+			goto done;
+		}
+		if ((j = find_job(sr, id[i], NULL))) {
+			/* watched: what the last poll saw, no command */
+			out[i].known = 1;
+			out[i].state = j->state;
+			snprintf(out[i].reason, sizeof(out[i].reason), "%s", j->reason);
+			continue;
+		}
+		if (ids.len)
+			buf_addc(&ids, ',');
+		buf_adds(&ids, id[i]);
+	}
+	if (!ids.len)
+		goto done;
+	/* One squeue for all the others ... */
+	if ((rc = squeue_ids(sr, buf_str(&ids), &c, err)))
+		goto done;
+	for (char *line = c.out.ptr; line && *line;) {
+		char *nl = strchr(line, '\n');
+		char lid[JOBID_MAX], reason[96];
+		enum slurm_state st;
+
+		if (nl)
+			*nl = '\0';
+		if (slurm_parse_squeue_line(line, lid, sizeof(lid), &st, reason,
+					    sizeof(reason)) == 0 && !slurm_state_final(st))
+			for (size_t i = 0; i < n; i++)
+				if (!out[i].known && !strcmp(lid, id[i])) {
+					out[i].known = 1;
+					out[i].state = st;
+					snprintf(out[i].reason, sizeof(out[i].reason), "%s", reason);
+				}
+		line = nl ? nl + 1 : NULL;
+	}
+	/* ... and scontrol / sacct -c for those that ended. */
+	for (size_t i = 0; i < n; i++) {
+		struct final f;
+
+		if (out[i].known || find_job(sr, id[i], NULL))
+			continue;
+		if ((rc = lookup_job(sr, id[i], &f, err)))
+			goto done;
+		if (!f.known)
+			continue;
+		out[i].known = 1;
+		out[i].state = f.state;
+		if (slurm_state_final(f.state))
+			snprintf(out[i].reason, sizeof(out[i].reason), "ExitCode=%d:%d", f.code, f.sig);
+		else
+			snprintf(out[i].reason, sizeof(out[i].reason), "%s", f.reason);
+	}
+done:
+	cmd_free(&c);
+	buf_free(&ids);
+	free(id);
+	return rc;
+}
+
 int slurm_job_state(struct runner *r, const struct job_handle *h,
 		    enum slurm_state *state, char *reason, size_t size,
 		    struct err *err)
 {
-	struct slurm_runner *sr = (struct slurm_runner *)r;
-	char id[JOBID_MAX];
-	struct sjob *j;
-	struct final f;
-	int known = 0, rc;
+	struct slurm_job_view v;
+	int rc;
 
-	if (!r || r->ops != &slurm_ops)
-		return err_set(err, ERR_INVALID, "not a slurm runner");
-	if (!h || slurm_handle_jobid(h->id, id, sizeof(id)))
-		return err_set(err, ERR_INVALID, "'%s' is not a slurm job handle",
-			       h ? h->id : "");
-	if ((j = find_job(sr, id, NULL))) {
-		*state = j->state;
-		snprintf(reason, size, "%s", j->reason);
-		return 0;
-	}
-	if ((rc = query_one(sr, id, &known, &f, err)))
+	if (!h)
+		return err_set(err, ERR_INVALID, "'' is not a slurm job handle");
+	if ((rc = slurm_jobs_state(r, h, 1, &v, err)))
 		return rc;
-	if (!known)
+	if (!v.known)
 		return err_set(err, ERR_NOTFOUND, "slurm job %s: unknown to squeue, "
-			       "scontrol and sacct -c", id);
-	*state = f.state;
-	if (slurm_state_final(f.state))
-		snprintf(reason, size, "ExitCode=%d:%d", f.code, f.sig);
-	else
-		snprintf(reason, size, "%s", f.reason);
+			       "scontrol and sacct -c", h->id + (strncmp(h->id, "slurm:", 6) ? 0 : 6));
+	*state = v.state;
+	snprintf(reason, size, "%s", v.reason);
 	return 0;
 }
 

@@ -84,6 +84,17 @@ int slurm_job_state(struct runner *r, const struct job_handle *h,
 		    enum slurm_state *state, char *reason, size_t size,
 		    struct err *err);
 
+/* The same for n handles at once: one squeue for all the jobs this runner
+ * does not watch (then scontrol / sacct -c for each that ended). view[i].known
+ * is 0 for a job Slurm does not know (any more). */
+struct slurm_job_view {
+	int known;
+	enum slurm_state state;
+	char reason[128];
+};
+int slurm_jobs_state(struct runner *r, const struct job_handle *h, size_t n,
+		     struct slurm_job_view *view, struct err *err);
+
 /* ---- Pure pieces, exposed for tests ---- */
 
 /* s quoted for POSIX sh: '...' with ' written as '\'' (any bytes but NUL).
