@@ -4,6 +4,7 @@
 #   make demo       run the demonstration recipe (installs missing deps as root)
 #   make test       unit tests (CMocka) + end-to-end scripts
 #   make test SAN=1 the same under ASan+UBSan (build-san/)
+#   make torture    crash torture (TORTURE=short: the CI version)
 #   make install PREFIX=/usr/local
 #
 # Every module's sources are found by wildcard: add a .c file, it is built.
@@ -55,7 +56,7 @@ CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 ENGINE_TEST_BIN := $(filter $(BUILD)/tests/engine/%,$(TEST_BIN))
 
-.PHONY: all deps demo test unit e2e install clean bench check-warnings test-slurm
+.PHONY: all deps demo test unit e2e install clean bench check-warnings test-slurm test-valgrind torture
 all: $(BIN)/anneal $(BIN)/anneal-shim $(BIN)/anneal-engine
 
 $(BUILD)/%.o: %.c
@@ -155,6 +156,12 @@ test-slurm: all $(BUILD)/tests/runners/test_slurm
 	$(SAN_ENV) ANNEAL_BIN=$(CURDIR)/$(BIN)/anneal SAN=$(SAN) sh tests/slurm/test_runner.sh || rc=1; \
 	bash tests/slurm/stop.sh $(SLURM_RUNDIR) >/dev/null; exit $$rc
 
+# The end-to-end subset under valgrind memcheck (tests/valgrind/run.sh: the
+# scripts that exercise anneal's own code; no error, no definite or indirect
+# leak in any anneal process). Installs valgrind when missing, as root.
+test-valgrind: all
+	@sh tests/valgrind/run.sh
+
 # Benchmarks against peers, as ratios measured in one run (not tests).
 bench: all
 	sh bench/dag/run.sh
@@ -162,6 +169,23 @@ bench: all
 	sh bench/lineage/run.sh
 	sh bench/merge/run.sh
 	sh bench/slurm/run.sh
+	sh bench/rss/run.sh
+
+# Crash torture (tests/torture/run.sh documents it): the Pangu recipe
+# kill -9'd at random instants (the driver, a step's engine, both) and at
+# every fault-injection window, resumed after each kill and checked (every
+# step ran to completion once, no recorded byte lost, audit clean, the same
+# final model); ends with a table of the figures.
+#   make torture                  50 kills a mode (by hand: several minutes)
+#   make torture TORTURE=short    8 kills a mode, smaller steps (CI: ~1-2 min)
+#   TORTURE_KILLS=N TORTURE_SEED=S TORTURE_ONLY=anneal,engine,both,windows
+TORTURE ?= long
+torture: $(BIN)/anneal $(BIN)/anneal-shim $(BIN)/anneal-engine
+	@$(SAN_ENV) ANNEAL_BIN=$(CURDIR)/$(BIN)/anneal SAN=$(SAN) TORTURE=$(TORTURE) \
+		$(if $(TORTURE_KILLS),TORTURE_KILLS=$(TORTURE_KILLS)) \
+		$(if $(TORTURE_SEED),TORTURE_SEED=$(TORTURE_SEED)) \
+		$(if $(TORTURE_ONLY),TORTURE_ONLY=$(TORTURE_ONLY)) \
+		sh tests/torture/run.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/libexec/anneal
@@ -177,9 +201,12 @@ clean:
 # ---- fuzz: libFuzzer targets (clang) ----
 #   make fuzz                   each tests/fuzz/fuzz_*.c for FUZZ_SECONDS (60)
 #   make fuzz FUZZ_SECONDS=10   a CI-length run
+#   make fuzz FUZZ_TARGETS="recipe bundle"   only those
 # Seeds live in tests/fuzz/corpus/<name>/ (read only); what the fuzzer finds
 # goes to build-fuzz/corpus/<name>/, crashes to build-fuzz/crash-*. Exit
-# status non-zero on the first crash, leak or sanitizer report.
+# status non-zero on the first crash, leak or sanitizer report. Targets
+# that need files make them under TMPDIR: a tmpfs (/dev/shm) when there is
+# one, since mkdir(2) on a disk is what a bundle import mostly costs.
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD := build-fuzz
@@ -187,8 +214,15 @@ FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -g -O1 -fno-omit-frame-pointer \
                $(FUZZ_SAN) -I. $(PKG_CFLAGS) -MMD -MP
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_ALL := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
+FUZZ_TARGETS ?= $(FUZZ_ALL)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+FUZZ_RUN := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_TMPDIR ?= $(if $(wildcard /dev/shm/.),/dev/shm,/tmp)
+# Largest input per target, NAME=BYTES (others: libFuzzer's guess from
+# the seeds): recipes and tar streams need room, a REF does not.
+FUZZ_MAX_LEN := recipe=32768 bundle=32768 ref=512
 
 .PHONY: fuzz fuzz-build
 fuzz-build: $(FUZZ_BIN)
@@ -205,15 +239,19 @@ $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/libanneal.a
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/libanneal.a \
 		$(PKG_LIBS) -pthread
 
-fuzz: $(FUZZ_BIN)
-	@for b in $(FUZZ_BIN); do \
-		n=$${b##*/fuzz_}; seeds=tests/fuzz/corpus/$$n; \
-		dict=tests/fuzz/fuzz_$$n.dict; \
+fuzz: $(FUZZ_RUN)
+	@for n in $(FUZZ_TARGETS); do \
+		b=$(FUZZ_BUILD)/fuzz_$$n; seeds=tests/fuzz/corpus/$$n; \
+		dict=tests/fuzz/fuzz_$$n.dict; ml=; \
+		for kv in $(FUZZ_MAX_LEN); do \
+			[ "$${kv%%=*}" = "$$n" ] && ml=-max_len=$${kv#*=}; \
+		done; \
 		mkdir -p $(FUZZ_BUILD)/corpus/$$n; \
 		echo "== $$b for $(FUZZ_SECONDS) s"; \
-		$$b -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
-			-print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/ \
+		TMPDIR=$(FUZZ_TMPDIR) $$b -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+			-rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/ \
 			$$( [ -f $$dict ] && echo -dict=$$dict ) \
+			$$ml \
 			$(FUZZ_BUILD)/corpus/$$n $$( [ -d $$seeds ] && echo $$seeds ) \
 			|| exit 1; \
 	done

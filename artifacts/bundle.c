@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@
 #include "artifacts/tree.h"
 #include "base/buf.h"
 #include "base/err.h"
+#include "base/fault.h"
 #include "base/fs.h"
 #include "base/hash.h"
 #include "base/util.h"
@@ -476,6 +478,35 @@ static la_ssize_t wsink_write(struct archive *ar, void *ctx, const void *p, size
 	return (la_ssize_t)len;
 }
 
+/* Removes what exports to path that were killed left beside it
+ * (PATH.anneal-tmp.PID of a process that is gone). Best effort: a file
+ * left behind costs disk, not correctness. */
+static void sweep_killed_exports(const char *path, const char *dir)
+{
+	const char *slash = strrchr(path, '/');
+	const char *base = slash ? slash + 1 : path;
+	size_t n = strlen(base);
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		char *end;
+		long pid;
+
+		if (strncmp(de->d_name, base, n) || strncmp(de->d_name + n, ".anneal-tmp.", 12))
+			continue;
+		pid = strtol(de->d_name + n + 12, &end, 10);
+		if (end == de->d_name + n + 12 || *end || pid <= 0 || pid == (long)getpid())
+			continue;
+		if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;   /* alive (or not ours to ask): maybe writing */
+		(void)unlinkat(dirfd(d), de->d_name, 0);
+	}
+	closedir(d);
+}
+
 static int write_archive(struct xctx *x, const struct buf *json, const struct obj *objs,
 			 size_t nobjs, double created, const char *path, struct err *err)
 {
@@ -491,6 +522,7 @@ static int write_archive(struct xctx *x, const struct buf *json, const struct ob
 		ret = err_set(err, ERR_INVALID, "is a directory; give a file name");
 		goto done;
 	}
+	sweep_killed_exports(path, dir);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (fd < 0) {
 		/* A missing directory is the user's to fix (exit 2). */
@@ -523,9 +555,11 @@ static int write_archive(struct xctx *x, const struct buf *json, const struct ob
 	    (ret = put_data(ar, BUNDLE_JSON_NAME, json->ptr, json->len, err)))
 		goto done;
 	chunk = xmalloc(CHUNK);
-	for (size_t i = 0; i < nobjs; i++)
+	for (size_t i = 0; i < nobjs; i++) {
 		if ((ret = put_object(x->store, ar, &objs[i], created, chunk, err)))
 			goto done;
+		fault_point("bundle.export-object");
+	}
 	opened = 0;
 	if (archive_write_close(ar) != ARCHIVE_OK) {
 		ret = err_set(err, ERR_SYSTEM, "cannot write '%s': %s", tmp, aerr(ar));
@@ -548,6 +582,7 @@ static int write_archive(struct xctx *x, const struct buf *json, const struct ob
 		goto done;
 	}
 	fd = -1;
+	fault_point("bundle.export-before-rename");
 	if (rename(tmp, path) < 0) {
 		ret = err_sys(err, errno, "cannot rename '%s' to '%s'", tmp, path);
 		goto done;
@@ -1452,14 +1487,18 @@ int bundle_import(struct state *st, struct store *store, const char *staging,
 	r.size = (uint64_t)sb.st_size;
 	if ((ret = read_archive(&r, err)) || (ret = check_files(&r, store, err)))
 		goto done;
+	fault_point("bundle.import-staged");
 
 	ids = xcalloc(r.doc.n, sizeof(*ids));
 	created = xcalloc(r.doc.n, sizeof(*created));
 	/* The lineage chain first, rolled back: a bundle with one wrong fact
 	 * puts nothing in the store either. */
-	if ((ret = catalog_import(st, r.doc.items, r.doc.n, 0, ids, created, &at, err)) ||
-	    (ret = store_staged(&r, store, err)) ||
-	    (ret = catalog_import(st, r.doc.items, r.doc.n, 1, ids, created, &at, err))) {
+	if ((ret = catalog_import(st, r.doc.items, r.doc.n, 0, ids, created, &at, err)) == 0 &&
+	    (ret = store_staged(&r, store, err)) == 0) {
+		fault_point("bundle.import-stored");
+		ret = catalog_import(st, r.doc.items, r.doc.n, 1, ids, created, &at, err);
+	}
+	if (ret) {
 		if (at < r.doc.n)
 			err_prefix(err, "record %s", r.doc.labels[at]);
 		goto done;

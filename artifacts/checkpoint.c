@@ -10,14 +10,17 @@
 #include <assert.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/buf.h"
 #include "base/err.h"
+#include "base/fault.h"
 #include "base/fs.h"
 #include "pipeline/json.h"
 
@@ -443,6 +446,7 @@ struct ckpt_writer {
 	size_t nshards;
 	size_t committed;        /* shards renamed into place */
 	int begun;
+	int lock_fd;             /* flock on dir while writing, or -1 */
 };
 
 int ckpt_writer_new(const char *dir, size_t max_shard_bytes,
@@ -452,6 +456,7 @@ int ckpt_writer_new(const char *dir, size_t max_shard_bytes,
 
 	w->dir = xstrdup(dir);
 	w->max = max_shard_bytes;
+	w->lock_fd = -1;
 	*out = w;
 	return 0;
 }
@@ -513,6 +518,59 @@ static int cmp_decl(const void *a, const void *b)
 		      ((const struct decl *)b)->name);
 }
 
+/* Takes the write lock of dir (an flock on the directory, released
+ * when the process dies), so that what sweep_unfinished removes is no
+ * live writer's. */
+static int lock_dir(struct ckpt_writer *w, struct err *err)
+{
+	w->lock_fd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (w->lock_fd < 0)
+		return err_sys(err, errno, "'%s'", w->dir);
+	if (flock(w->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno == EWOULDBLOCK)
+			return err_set(err, ERR_BUSY,
+				       "'%s': another process is writing a checkpoint there",
+				       w->dir);
+		return err_sys(err, errno, "cannot lock '%s'", w->dir);
+	}
+	return 0;
+}
+
+/* 1 if name is a shard's temporary file: "X.safetensors.tmp.XXXXXX". */
+static int is_shard_tmp(const char *name)
+{
+	const char *t = strstr(name, ".safetensors.tmp.");
+
+	return t && t != name && strlen(t + 17) == 6 && !strchr(t + 17, '/');
+}
+
+/* Removes what a write into dir that was killed left (the caller holds
+ * the lock: no live writer owns it): shards' temporary files and, when
+ * there is no index, the shards of several it had renamed into place,
+ * which no reader takes for a checkpoint (open_dir). A finished
+ * checkpoint is left alone, for check_empty to refuse. */
+static int sweep_unfinished(const char *dir, struct err *err)
+{
+	char *index = fs_join(dir, CKPT_INDEX);
+	int indexed = fs_exists(index), rc = 0;
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	free(index);
+	if (!d)
+		return err_sys(err, errno, "'%s'", dir);
+	while (!rc && (de = readdir(d))) {
+		if (de->d_name[0] == '.' ||
+		    !(is_shard_tmp(de->d_name) || (!indexed && is_shard_of_many(de->d_name))))
+			continue;
+		if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT)
+			rc = err_sys(err, errno, "cannot remove '%s/%s' (left by an unfinished write)",
+				     dir, de->d_name);
+	}
+	closedir(d);
+	return rc;
+}
+
 /* Refuses a directory that already holds a checkpoint. */
 static int check_empty(const char *dir, struct err *err)
 {
@@ -543,7 +601,8 @@ int ckpt_writer_begin(struct ckpt_writer *w, struct err *err)
 
 	assert(!w->begun);
 	w->begun = 1;
-	if ((rc = fs_mkdir_p(w->dir, 0755, err)) || (rc = check_empty(w->dir, err)))
+	if ((rc = fs_mkdir_p(w->dir, 0755, err)) || (rc = lock_dir(w, err)) ||
+	    (rc = sweep_unfinished(w->dir, err)) || (rc = check_empty(w->dir, err)))
 		return rc;
 	if (w->n)
 		qsort(w->d, w->n, sizeof(*w->d), cmp_decl);
@@ -632,9 +691,11 @@ int ckpt_writer_commit(struct ckpt_writer *w, struct err *err)
 	int rc = 0;
 
 	assert(w->begun && w->shards);
-	for (; w->committed < w->nshards; w->committed++)
+	for (; w->committed < w->nshards; w->committed++) {
 		if ((rc = st_writer_commit(w->shards[w->committed], err)))
 			goto done;
+		fault_point("ckpt.shard-committed");
+	}
 	if (w->nshards > 1) {
 		index_json(w, &b);
 		index = fs_join(w->dir, CKPT_INDEX);
@@ -672,5 +733,7 @@ void ckpt_writer_free(struct ckpt_writer *w)
 		free(w->meta[i]);
 	free(w->meta);
 	free(w->dir);
+	if (w->lock_fd >= 0)
+		close(w->lock_fd);
 	free(w);
 }

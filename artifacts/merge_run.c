@@ -34,6 +34,7 @@
 #include "artifacts/merge.h"
 #include "base/buf.h"
 #include "base/err.h"
+#include "base/fault.h"
 #include "base/fs.h"
 #include "base/util.h"
 
@@ -645,6 +646,8 @@ static void *work(void *arg)
 			if (j->kind == JOB_MERGE)
 				name_input(r, &e);
 			fail(r, rc, &e);
+		} else {
+			fault_point("merge.tensor");
 		}
 	}
 	return NULL;
@@ -888,6 +891,7 @@ int merge_run(const struct merge_run_opts *o, struct merge_run_report *out,
 	rep.scratch_bound *= (uint64_t)nthreads;
 	if ((rc = run_workers(&r, nthreads, err)))
 		goto done;
+	fault_point("merge.written");
 	if ((rc = ckpt_writer_commit(r.w, err)))
 		goto done;
 

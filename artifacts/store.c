@@ -404,8 +404,9 @@ done:
  * fd the scan reached without following symlinks). */
 static int relink_source(const char *obj, struct tree_file *f, struct err *err)
 {
-	char *tmp = xasprintf(".%s.anneal-link.%ld.%08" PRIx64, f->name,
-			      (long)getpid(), random64() & 0xffffffffu);
+	/* Not derived from f->name: a name near NAME_MAX would make the
+	 * temporary one too long. */
+	char *tmp = xasprintf(".anneal-link.%ld.%016" PRIx64, (long)getpid(), random64());
 	int rc = 0;
 
 	if (linkat(AT_FDCWD, obj, f->dirfd, tmp, 0) < 0) {
@@ -436,7 +437,7 @@ static int link_in(struct ingest *in, struct tree_file *f, struct err *err)
 	char *obj = store_object_path(in->s, &e->digest);
 	char proc[64];
 	struct stat st;
-	int slot, rc = 0, chmoded = 0, e_link;
+	int slot, rc = 0, chmoded = 0, shared = 0, e_link;
 
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (lstat(obj, &st) == 0) {
@@ -452,6 +453,20 @@ static int link_in(struct ingest *in, struct tree_file *f, struct err *err)
 			goto done;
 		}
 		if (!chmoded) {
+			struct stat fst;
+
+			/* A file with other links (a step's `ln /elsewhere/f
+			 * out/`) shares its inode with names anneal does not
+			 * own: linking it would make them read-only too, and
+			 * let a write through them change the object. Copy. */
+			if (fstat(f->fd, &fst) < 0) {
+				rc = err_sys(err, errno, "cannot stat '%s'", f->path);
+				goto done;
+			}
+			if (fst.st_nlink > 1) {
+				shared = 1;
+				goto copy;
+			}
 			/* Durable and read-only before it has an object name. */
 			if (fsync(f->fd) < 0) {
 				rc = err_sys(err, errno, "cannot fsync '%s'", f->path);
@@ -496,6 +511,10 @@ copy:
 	if (chmoded)
 		(void)fchmod(f->fd, f->mode & 07777);
 	rc = copy_verified(in, f, err);
+	/* The tree's name then joins the object like any other file; the
+	 * other names keep the old inode, untouched. */
+	if (!rc && shared)
+		rc = relink_source(obj, f, err);
 done:
 	free(obj);
 	return rc;
@@ -520,13 +539,23 @@ static int ingest_end(void *ctx, struct tree_file *f, int failed, struct err *er
 		close(st->fd);
 		free(st->path);
 		free(st);
-		return rc;
+	} else {
+		rc = link_in(in, f, err);
 	}
-	return link_in(in, f, err);
+	if (!rc)
+		fault_point("store.object");
+	return rc;
 }
 
 int store_ingest_tree(struct store *s, const char *src, enum store_mode mode,
 		      int nthreads, struct manifest *out, struct err *err)
+{
+	return store_ingest_under(s, NULL, src, mode, nthreads, out, err);
+}
+
+int store_ingest_under(struct store *s, const char *top, const char *src,
+		       enum store_mode mode, int nthreads, struct manifest *out,
+		       struct err *err)
 {
 	struct ingest in = { .s = s, .mode = mode };
 	struct tree_hooks hooks = {
@@ -538,7 +567,7 @@ int store_ingest_tree(struct store *s, const char *src, enum store_mode mode,
 	int rc;
 
 	pthread_mutex_init(&in.lock, NULL);
-	rc = tree_scan(src, nthreads, &hooks, out, err);
+	rc = tree_scan_under(top, src, nthreads, &hooks, out, err);
 	if (rc)
 		goto done;
 	fault_point("store.ingested");

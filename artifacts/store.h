@@ -44,10 +44,11 @@ enum store_mode {
 	 * is replaced, atomically, by a link to the existing object (a link
 	 * under a temporary name in its directory, renamed over it), so the
 	 * bytes exist once. Files on another filesystem (EXDEV), files anneal
-	 * cannot link or chmod (not the owner, protected_hardlinks) and
-	 * executable files (whose mode the shared inode would lose) are copied
-	 * as STORE_COPY does. A source file with other hard links outside the
-	 * tree shares its new read-only mode with them (one inode). Link mode
+	 * cannot link or chmod (not the owner, protected_hardlinks),
+	 * executable files (whose mode the shared inode would lose) and files
+	 * with other hard links (names anneal does not own, perhaps outside
+	 * the tree: they must not become read-only, nor a way to write into
+	 * the object) are copied as STORE_COPY does. Link mode
 	 * trusts the contract that an output is finished when reported: a
 	 * process still holding a source open for writing could change the
 	 * object afterwards (store_verify with deep finds it). */
@@ -72,6 +73,12 @@ void store_free(struct store *s);                     /* NULL-safe */
  * Each object directory written to is fsynced before returning. */
 int store_ingest_tree(struct store *s, const char *src, enum store_mode mode,
 		      int nthreads, struct manifest *out, struct err *err);
+
+/* store_ingest_tree of src inside top (tree_scan_under): a step's output
+ * or checkpoint, which must not lead out of the run's work dir. */
+int store_ingest_under(struct store *s, const char *top, const char *src,
+		       enum store_mode mode, int nthreads, struct manifest *out,
+		       struct err *err);
 
 /* 1 if the object is present (*size, if non-NULL, gets its size), else 0.
  * Presence only: store_verify checks it. */

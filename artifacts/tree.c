@@ -396,24 +396,103 @@ static int hash_all(struct scan *sc, int nthreads)
 	return sc->rc;
 }
 
+/* The part of path below top, reached from top one component at a time
+ * without following a symlink: *dirfd gets the directory holding the last
+ * component (the caller closes it), *last its name, *st its lstat. */
+static int open_under(const char *top, const char *path, int *dirfd,
+		      const char **last, struct stat *st, struct err *err)
+{
+	size_t n = strlen(top);
+	const char *rel, *slash;
+	int fd;
+
+	*dirfd = -1;
+	while (n > 1 && top[n - 1] == '/')
+		n--;
+	rel = path + n;
+	if (strncmp(path, top, n) || *rel != '/' || !fs_relpath_safe(rel + 1))
+		return err_set(err, ERR_INVALID, "'%s' is not inside '%s'", path, top);
+	rel++;
+	fd = open(top, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return err_sys(err, errno, "cannot open '%s'", top);
+	while ((slash = strchr(rel, '/')) != NULL) {
+		char *part = xstrndup(rel, (size_t)(slash - rel));
+		int next = openat(fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int e = errno;
+
+		free(part);
+		close(fd);
+		if (next < 0)
+			return e == ELOOP || e == ENOTDIR ?
+			       err_set(err, ERR_INVALID,
+				       "'%s': a symbolic link or a file on the way from '%s'",
+				       path, top) :
+			       err_sys(err, e, "cannot read output '%s'", path);
+		fd = next;
+		rel = slash + 1;
+	}
+	if (fstatat(fd, rel, st, AT_SYMLINK_NOFOLLOW) < 0) {
+		int e = errno;
+		close(fd);
+		return err_sys(err, e, "cannot read output '%s'", path);
+	}
+	*dirfd = fd;
+	*last = rel;
+	return 0;
+}
+
 int tree_scan(const char *path, int nthreads, const struct tree_hooks *hooks,
 	      struct manifest *out, struct err *err)
+{
+	return tree_scan_under(NULL, path, nthreads, hooks, out, err);
+}
+
+int tree_scan_under(const char *top, const char *path, int nthreads,
+		    const struct tree_hooks *hooks, struct manifest *out,
+		    struct err *err)
 {
 	struct walk w = { .root = path };
 	struct scan sc;
 	struct buf m = BUF_INIT;
 	struct stat st;
-	int rc = 0;
+	const char *last = NULL;
+	int rc = 0, topfd = -1;
 
 	memset(out, 0, sizeof(*out));
 	memset(&sc, 0, sizeof(sc));
 	sc.rootfd = -1;
 	pthread_mutex_init(&sc.lock, NULL);
-	if (lstat(path, &st) < 0) {
+	if (top) {
+		rc = open_under(top, path, &topfd, &last, &st, err);
+		if (rc)
+			goto done;
+	} else if (lstat(path, &st) < 0) {
 		rc = err_sys(err, errno, "cannot read output '%s'", path);
 		goto done;
 	}
-	if (S_ISREG(st.st_mode)) {
+	if (S_ISREG(st.st_mode) && top) {
+		walk_add(&w, xstrdup("."), (uint64_t)st.st_size, (st.st_mode & 0111) != 0);
+		sc.single = 1;
+		sc.single_name = last;
+		sc.rootfd = topfd;
+		topfd = -1;
+	} else if (S_ISDIR(st.st_mode) && top) {
+		int fd = openat(topfd, last, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0) {
+			rc = err_sys(err, errno, "cannot open '%s'", path);
+			goto done;
+		}
+		sc.rootfd = dup(fd);   /* the walk's copy is closed by closedir */
+		if (sc.rootfd < 0) {
+			rc = err_sys(err, errno, "cannot open '%s'", path);
+			close(fd);
+			goto done;
+		}
+		rc = walk_dir(&w, fd, "", err);
+		if (rc)
+			goto done;
+	} else if (S_ISREG(st.st_mode)) {
 		const char *slash = strrchr(path, '/');
 		char *dir = !slash ? xstrdup(".") : slash == path ? xstrdup("/") :
 			    xstrndup(path, (size_t)(slash - path));
@@ -484,6 +563,8 @@ done:
 	free(sc.order);
 	if (sc.rootfd >= 0)
 		close(sc.rootfd);
+	if (topfd >= 0)
+		close(topfd);
 	buf_free(&m);
 	pthread_mutex_destroy(&sc.lock);
 	return rc;

@@ -101,6 +101,16 @@ struct tree_hooks {
 int tree_scan(const char *path, int nthreads, const struct tree_hooks *hooks,
 	      struct manifest *out, struct err *err);
 
+/* tree_scan of path, which must be inside top (a directory anneal made,
+ * e.g. a run's work dir; top itself is opened as it is): every component
+ * of path below top is opened without following symlinks, so a step that
+ * puts a symlink in place of a directory on the way (its output dir, a
+ * checkpoint's parent) cannot make the scan read, link or chmod anything
+ * outside top. A path not inside top ("..", another root) is refused. */
+int tree_scan_under(const char *top, const char *path, int nthreads,
+		    const struct tree_hooks *hooks, struct manifest *out,
+		    struct err *err);
+
 /* The worker count tree_scan uses for nthreads <= 0 and nfiles files. */
 int tree_default_threads(size_t nfiles);
 

@@ -9,6 +9,7 @@ void err_clear(struct err *err)
 	if (!err)
 		return;
 	err->code = ERR_OK;
+	err->sys_errno = 0;
 	err->msg[0] = '\0';
 }
 
@@ -16,6 +17,7 @@ __attribute__((format(printf, 3, 0)))
 static void vset(struct err *err, int code, const char *fmt, va_list ap)
 {
 	err->code = code;
+	err->sys_errno = 0;
 	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 }
 
@@ -41,6 +43,7 @@ int err_sys(struct err *err, int errnum, const char *fmt, ...)
 	va_start(ap, fmt);
 	vset(err, ERR_SYSTEM, fmt, ap);
 	va_end(ap);
+	err->sys_errno = errnum;
 	n = strlen(err->msg);
 	if (n < sizeof(err->msg))
 		snprintf(err->msg + n, sizeof(err->msg) - n, ": %s", strerror(errnum));

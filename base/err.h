@@ -24,6 +24,8 @@ enum err_code {
 
 struct err {
 	int code;
+	int sys_errno;     /* err_sys's errnum (kept by err_prefix), else 0: lets
+	                      a caller tell a full disk from a missing file */
 	char msg[ERR_MSG_MAX];
 };
 

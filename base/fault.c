@@ -1,13 +1,20 @@
 /* base/fault.c — see fault.h. */
 #include "base/fault.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static int parsed;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static const char *spec;   /* getenv's string: lives as long as the process */
+
+static void parse(void)
+{
+	spec = getenv("ANNEAL_FAULT");
+}
 
 static long hits_for(const char *name)
 {
@@ -25,25 +32,24 @@ static long hits_for(const char *name)
 
 void fault_point(const char *name)
 {
-	static struct { const char *name; long seen; } counts[32];
+	static struct { const char *name; long seen; } counts[64];
 	long want;
 
-	if (!parsed) {
-		spec = getenv("ANNEAL_FAULT");
-		parsed = 1;
-	}
+	pthread_once(&once, parse);
 	if (!spec || !*spec)
 		return;
 	want = hits_for(name);
 	if (want <= 0)
 		return;
+	pthread_mutex_lock(&lock);
 	for (size_t i = 0; i < sizeof(counts) / sizeof(*counts); i++) {
 		if (!counts[i].name)
 			counts[i].name = name;
 		if (counts[i].name == name || !strcmp(counts[i].name, name)) {
 			if (++counts[i].seen == want)
 				kill(getpid(), SIGKILL);
-			return;
+			break;
 		}
 	}
+	pthread_mutex_unlock(&lock);
 }

@@ -1,6 +1,7 @@
 /* base/util.c — see util.h. */
 #include "base/util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -135,7 +136,9 @@ int parse_int(const char *s, long long min, long long max, long long *out)
 	char *end;
 	long long v;
 
-	if (!s || !*s)
+	/* Digits with an optional '-': strtoll would also take leading
+	 * space and '+', so that " 3" and "+3" named run 3. */
+	if (!s || !(isdigit((unsigned char)*s) || (*s == '-' && isdigit((unsigned char)s[1]))))
 		return ERR_INVALID;
 	errno = 0;
 	v = strtoll(s, &end, 10);

@@ -18,6 +18,7 @@
 #include "base/util.h"
 #include "cli/cli.h"
 #include "pipeline/catalog.h"
+#include "pipeline/json.h"
 #include "pipeline/state.h"
 #include "pipeline/workspace.h"
 
@@ -69,9 +70,11 @@ int cmd_add(struct cli *cli, int argc, char **argv)
 		return cli_usage("add: expected one PATH (see 'anneal add --help')");
 	if (!name)
 		return cli_usage("add: --name NAME is required");
-	if (!artifact_name_valid(name))
+	if (!artifact_name_valid(name)) {
+		char shown[JSON_SHOW_MAX];
 		return cli_usage("add: invalid name '%s' (1 to 128 letters, digits, '_', '-' or '.'; no '@' or '/')",
-				 name);
+				 json_show(name, shown, sizeof(shown)));
+	}
 	abs = fs_abspath(argv[optind]);
 	if (!fs_exists(abs)) {
 		rc = cli_usage("add: '%s': no such file or directory", argv[optind]);

@@ -311,6 +311,21 @@ static int detach(struct workspace *ws, int64_t run, struct err *err)
 	return rc;
 }
 
+/* Adds the live driver's pid to the refusal of a second one. The pid is
+ * what the driver recorded when it took the lock (drive, below); one that
+ * no longer exists is not named. */
+static void name_driver(struct state *st, int64_t run, struct err *err)
+{
+	struct run_info now = { 0 };
+	struct err e;
+	size_t n = strlen(err->msg);
+
+	if (state_run_get(st, run, &now, &e) == 0 && now.driver_pid > 0 &&
+	    (kill(now.driver_pid, 0) == 0 || errno == EPERM))
+		snprintf(err->msg + n, sizeof(err->msg) - n, " (pid %d)", now.driver_pid);
+	run_info_clear(&now);
+}
+
 /* Drives run to its end. lock is the run's driver lock, taken by the
  * caller before it changed or printed anything; drive closes it. */
 static int drive(struct cli *cli, struct workspace *ws, struct state *st, int64_t run,
@@ -346,6 +361,12 @@ static int drive(struct cli *cli, struct workspace *ws, struct state *st, int64_
 			goto done;
 		}
 		p.tty = 0;
+	}
+	/* Ours from now on (the detached process, if it detached): a
+	 * second driver refused names us (name_driver). */
+	if ((rc = state_run_set_driver(st, run, (int)getpid(), &err))) {
+		rc = cli_fail(&err);
+		goto done;
 	}
 	cli_install_stop_handlers();
 	rc = sched_run(st, runner, ws, run, &ro->so, &err);
@@ -688,8 +709,8 @@ int cmd_resume(struct cli *cli, int argc, char **argv)
 		rc = check_fits(steps, nsteps, &ro.so, &err);
 	/* Refused before anything changes or is printed: a pending cancel of
 	 * the live driver stays pending. */
-	if (!rc)
-		rc = workspace_lock_run(ws, run, &lock, &err);
+	if (!rc && (rc = workspace_lock_run(ws, run, &lock, &err)) == ERR_BUSY)
+		name_driver(st, run, &err);
 	if (!rc && ri.cancel_requested)
 		rc = state_run_clear_cancel(st, run, &err);
 	if (rc) {

@@ -20,11 +20,16 @@
 #include "runners/runner.h"
 #include "runners/slurm.h"
 
+/* Wall-clock time, as recorded: a clock set back while the step runs must
+ * not show a negative duration. */
 static double step_duration(const struct step_info *si)
 {
+	double d;
+
 	if (si->started <= 0)
 		return 0;
-	return (si->finished > 0 ? si->finished : now_wall()) - si->started;
+	d = (si->finished > 0 ? si->finished : now_wall()) - si->started;
+	return d > 0 ? d : 0;
 }
 
 /* What Slurm says of each running step's job ("PENDING (Resources)"),

@@ -16,8 +16,10 @@
 #include "base/buf.h"
 #include "base/err.h"
 #include "base/util.h"
+#include "pipeline/json.h"
 #include "pipeline/state.h"
 #include "pipeline/state_internal.h"
+#include "pipeline/step.h"
 
 static const char *const kind_words[] = {
 	[AK_OUTPUT] = "output",
@@ -629,6 +631,7 @@ static int not_found(struct state *st, const char *ref, struct err *err)
 	struct strv names = STRV_INIT;
 	sqlite3_stmt *s = NULL;
 	const char *hint = NULL;
+	char show[JSON_SHOW_MAX], hshow[JSON_SHOW_MAX];
 	int ret;
 
 	if (prep(st, C_NAMES, &s, NULL) == 0) {
@@ -638,70 +641,118 @@ static int not_found(struct state *st, const char *ref, struct err *err)
 	}
 	if (names.n)
 		hint = did_you_mean(ref, (const char *const *)names.v, names.n);
+	json_show(ref, show, sizeof(show));
 	if (hint)
-		ret = err_set(err, ERR_NOTFOUND, "no artifact '%s' (did you mean '%s'?)", ref, hint);
+		ret = err_set(err, ERR_NOTFOUND, "no artifact '%s' (did you mean '%s'?)", show,
+			      json_show(hint, hshow, sizeof(hshow)));
 	else
-		ret = err_set(err, ERR_NOTFOUND, "no artifact '%s'", ref);
+		ret = err_set(err, ERR_NOTFOUND, "no artifact '%s'", show);
 	strv_free(&names);
 	return ret;
+}
+
+void catalog_ref_clear(struct catalog_ref *r)
+{
+	if (!r)
+		return;
+	free(r->name);
+	memset(r, 0, sizeof(*r));
+}
+
+int catalog_ref_parse(const char *ref, struct catalog_ref *out, struct err *err)
+{
+	char show[JSON_SHOW_MAX];
+	const char *at = strrchr(ref, '@');
+	size_t len = strlen(ref);
+
+	memset(out, 0, sizeof(*out));
+	if (!*ref)
+		return err_set(err, ERR_INVALID, "an empty artifact reference");
+	if (at && at != ref) {
+		const char *p = at + 1;
+		long long v = 0;
+
+		/* Digits only, no sign, space or leading zero: one spelling
+		 * per version, as `anneal ls` prints it. */
+		if (*p < '1' || *p > '9')
+			goto bad_version;
+		for (; *p >= '0' && *p <= '9'; p++) {
+			v = v * 10 + (*p - '0');
+			if (v > INT32_MAX)
+				goto bad_version;
+		}
+		if (*p)
+			goto bad_version;
+		out->form = REF_VERSION;
+		out->name = xstrndup(ref, (size_t)(at - ref));
+		out->version = (int)v;
+		return 0;
+	}
+	out->form = REF_WORD;
+	out->name = xstrdup(ref);
+	out->digest_prefix = len >= 6 && len <= DIGEST_HEX_LEN && is_hex(ref);
+	return 0;
+bad_version:
+	return err_set(err, ERR_INVALID,
+		       "'%s': the version after '@' must be a positive number",
+		       json_show(ref, show, sizeof(show)));
 }
 
 int catalog_resolve(struct state *st, const char *ref, int64_t *id, struct err *err)
 {
 	sqlite3_stmt *s = NULL;
-	const char *at = strrchr(ref, '@');
-	int ret, r;
+	struct catalog_ref r;
+	char show[JSON_SHOW_MAX], nshow[JSON_SHOW_MAX];
+	int ret, found;
 
 	*id = 0;
-	if (!*ref)
-		return err_set(err, ERR_INVALID, "an empty artifact reference");
-	if (at && at != ref) {
-		long long v;
-		char *name = xstrndup(ref, (size_t)(at - ref));
-		if (parse_int(at + 1, 1, INT32_MAX, &v)) {
-			free(name);
-			return err_set(err, ERR_INVALID,
-				       "'%s': the version after '@' must be a positive number", ref);
-		}
-		if ((ret = prep(st, C_BY_NAME_VERSION, &s, err))) {
-			free(name);
-			return ret;
-		}
-		btext(s, 1, name);
-		sqlite3_bind_int64(s, 2, v);
-		r = one_int(st, s, id, err, "resolve artifact");
-		if (r == 0) {
+	if ((ret = catalog_ref_parse(ref, &r, err)))
+		return ret;
+	if (r.form == REF_VERSION) {
+		if ((ret = prep(st, C_BY_NAME_VERSION, &s, err)))
+			goto done;
+		btext(s, 1, r.name);
+		sqlite3_bind_int64(s, 2, r.version);
+		found = one_int(st, s, id, err, "resolve artifact");
+		if (found == 0) {
 			int64_t latest = 0;
 			if (prep(st, C_NEXT_VERSION, &s, NULL) == 0) {
-				btext(s, 1, name);
+				btext(s, 1, r.name);
 				one_int(st, s, &latest, NULL, "");
 			}
 			if (latest > 1)
-				r = err_set(err, ERR_NOTFOUND, "no artifact '%s' (latest is %s@%lld)",
-					    ref, name, (long long)(latest - 1));
+				found = err_set(err, ERR_NOTFOUND,
+						"no artifact '%s' (latest is %s@%lld)",
+						json_show(ref, show, sizeof(show)),
+						json_show(r.name, nshow, sizeof(nshow)),
+						(long long)(latest - 1));
 			else
-				r = not_found(st, name, err);
+				found = not_found(st, r.name, err);
 		}
-		free(name);
-		return r < 0 ? r : 0;
+		ret = found < 0 ? found : 0;
+		goto done;
 	}
 	if ((ret = prep(st, C_LATEST_OF_NAME, &s, err)))
-		return ret;
+		goto done;
 	btext(s, 1, ref);
-	r = one_int(st, s, id, err, "resolve artifact");
-	if (r != 0)
-		return r < 0 ? r : 0;
+	found = one_int(st, s, id, err, "resolve artifact");
+	if (found != 0) {
+		ret = found < 0 ? found : 0;
+		goto done;
+	}
 	if ((ret = prep(st, C_BY_ALIAS, &s, err)))
-		return ret;
+		goto done;
 	btext(s, 1, ref);
-	r = one_int(st, s, id, err, "resolve alias");
-	if (r != 0)
-		return r < 0 ? r : 0;
-	if (strlen(ref) >= 6 && strlen(ref) <= DIGEST_HEX_LEN && is_hex(ref)) {
+	found = one_int(st, s, id, err, "resolve alias");
+	if (found != 0) {
+		ret = found < 0 ? found : 0;
+		goto done;
+	}
+	if (r.digest_prefix) {
 		int64_t first = 0;
 		int n = 0, rc;
 		if ((ret = prep(st, C_BY_PREFIX, &s, err)))
-			return ret;
+			goto done;
 		btext(s, 1, ref);
 		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 			if (n == 0)
@@ -709,17 +760,24 @@ int catalog_resolve(struct state *st, const char *ref, int64_t *id, struct err *
 			n++;
 		}
 		done_stmt(s);
-		if (rc != SQLITE_DONE)
-			return state_sql_err(st, rc, err, "resolve digest prefix");
-		if (n > 1)
-			return err_set(err, ERR_INVALID,
-				       "digest prefix '%s' is ambiguous; give more digits", ref);
+		if (rc != SQLITE_DONE) {
+			ret = state_sql_err(st, rc, err, "resolve digest prefix");
+			goto done;
+		}
+		if (n > 1) {
+			ret = err_set(err, ERR_INVALID,
+				      "digest prefix '%s' is ambiguous; give more digits", ref);
+			goto done;
+		}
 		if (n == 1) {
 			*id = first;
-			return 0;
+			goto done;
 		}
 	}
-	return not_found(st, ref, err);
+	ret = not_found(st, ref, err);
+done:
+	catalog_ref_clear(&r);
+	return ret;
 }
 
 static int list_query(struct state *st, sqlite3_stmt *s, struct artifact_info **out,
@@ -774,9 +832,14 @@ int catalog_tag(struct state *st, const char *alias, int64_t id, struct err *err
 	int64_t one;
 	int ret, r;
 
-	if (!*alias || strchr(alias, '@') || strchr(alias, '/') || strlen(alias) > 128)
+	/* The rules of artifact names: an alias is printed, matched and
+	 * exported like one (no '/', '@', newline, or terminal escape). */
+	if (!artifact_name_valid(alias)) {
+		char show[JSON_SHOW_MAX];
 		return err_set(err, ERR_INVALID,
-			       "invalid alias '%s' (no '@' or '/', 1 to 128 characters)", alias);
+			       "invalid alias '%s' (1 to 128 letters, digits, '_', '-' or '.', not starting with '.' or '-')",
+			       json_show(alias, show, sizeof(show)));
+	}
 	if (strlen(alias) >= 6 && is_hex(alias))
 		return err_set(err, ERR_INVALID,
 			       "invalid alias '%s': it would read as a digest prefix", alias);

@@ -104,6 +104,23 @@ int catalog_manifest(struct state *st, int64_t id, char **out, struct err *err);
 int catalog_resolve(struct state *st, const char *ref, int64_t *id,
 		    struct err *err);
 
+/* REF as catalog_resolve reads it, before anything is looked up: "NAME@N"
+ * (at the last '@', which is not the first character; N a positive
+ * 32-bit number written in digits only, without a leading zero) is
+ * REF_VERSION; anything else is REF_WORD: a name (its latest version), an
+ * alias or, when digest_prefix, a prefix of a digest (6 to 64 lowercase
+ * hex digits). ERR_INVALID for "" and for NAME@ followed by anything but
+ * such a number. out->name is malloc'd (catalog_ref_clear). */
+enum catalog_ref_form { REF_WORD, REF_VERSION };
+struct catalog_ref {
+	enum catalog_ref_form form;
+	char *name;          /* REF_VERSION: NAME; REF_WORD: REF itself */
+	int version;         /* REF_VERSION: N */
+	int digest_prefix;   /* REF_WORD: it may be a digest prefix */
+};
+int catalog_ref_parse(const char *ref, struct catalog_ref *out, struct err *err);
+void catalog_ref_clear(struct catalog_ref *r);   /* NULL-safe; zeroes */
+
 /* Named artifacts: every version of name, or the latest of every name
  * (name NULL; all: every version of every name, and intermediates), in
  * name then version order. Caller frees (clear each, free array). */

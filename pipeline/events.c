@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/err.h"
@@ -19,6 +20,9 @@ void events_reader_init(struct events_reader *r, const char *path, off_t offset)
 	buf_init(&r->partial);
 	r->skipping = 0;
 	r->lineno = 0;
+	r->limit = EVENTS_FILE_MAX;
+	r->capped = 0;
+	r->moved = 0;
 }
 
 void events_reader_clear(struct events_reader *r)
@@ -141,6 +145,36 @@ done:
 	json_free(root);
 }
 
+/* Stops following the file, with one warning saying why. */
+static void give_up(struct events_reader *r, events_fn fn, void *ctx, const char *why)
+{
+	struct ev ev = { .type = EVT_WARNING, .step = -1, .text = why };
+
+	if (r->capped)
+		return;
+	r->capped = 1;
+	buf_reset(&r->partial);
+	fn(ctx, &ev);
+}
+
+/* At the limit: warns once if the file goes on past it. */
+static void at_limit(struct events_reader *r, int fd, events_fn fn, void *ctx)
+{
+	struct stat st;
+	char text[160];
+
+	if (r->capped || fstat(fd, &st) < 0 || st.st_size <= r->limit)
+		return;
+	if (!r->moved) {   /* resumed there: the earlier reader said it */
+		r->capped = 1;
+		return;
+	}
+	snprintf(text, sizeof(text),
+		 "events file over %lld MiB: the rest of it is not read",
+		 (long long)(r->limit >> 20));
+	give_up(r, fn, ctx, text);
+}
+
 int events_read(struct events_reader *r, size_t max_bytes, events_fn fn,
 		void *ctx, struct err *err)
 {
@@ -148,15 +182,52 @@ int events_read(struct events_reader *r, size_t max_bytes, events_fn fn,
 	size_t total = 0;
 	int fd, rc = 0;
 
-	fd = open(r->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (r->capped)
+		return 0;
+	/* A step may put anything there: a symlink (to /dev/zero, to a
+	 * file not its own), a FIFO, a directory. Only a regular file is
+	 * read; anything else is one warning, never a hang or an error. */
+	fd = open(r->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
 	if (fd < 0) {
 		if (errno == ENOENT)
 			return 0;
+		if (errno == ELOOP) {
+			give_up(r, fn, ctx, "the events file is a symbolic link: not read");
+			return 0;
+		}
+		if (errno == EACCES || errno == EPERM) {
+			give_up(r, fn, ctx, "the events file is not readable: not read");
+			return 0;
+		}
 		return err_sys(err, errno, "cannot read events '%s'", r->path);
 	}
+	{
+		struct stat st;
+		if (fstat(fd, &st) < 0) {
+			rc = err_sys(err, errno, "cannot stat events '%s'", r->path);
+			close(fd);
+			return rc;
+		}
+		if (!S_ISREG(st.st_mode)) {
+			close(fd);
+			give_up(r, fn, ctx, "the events file is not a regular file: not read");
+			return 0;
+		}
+	}
 	for (;;) {
-		ssize_t n = pread(fd, chunk, sizeof(chunk), r->offset);
+		size_t want = sizeof(chunk);
+		ssize_t n;
 		const char *p, *end;
+
+		if (r->limit > 0) {
+			if (r->offset >= r->limit) {
+				at_limit(r, fd, fn, ctx);
+				break;
+			}
+			if ((off_t)want > r->limit - r->offset)
+				want = (size_t)(r->limit - r->offset);
+		}
+		n = pread(fd, chunk, want, r->offset);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -167,6 +238,7 @@ int events_read(struct events_reader *r, size_t max_bytes, events_fn fn,
 		if (n == 0)
 			break;
 		r->offset += n;
+		r->moved = 1;
 		total += (size_t)n;
 		p = chunk;
 		end = chunk + n;

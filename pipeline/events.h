@@ -20,6 +20,10 @@
 struct err;
 
 #define EVENTS_LINE_MAX (64 * 1024)
+/* How much of one attempt's events file is followed: an engine that
+ * writes without bound (or a 10 GB line) costs at most this much reading,
+ * then one warning, and the rest is ignored. */
+#define EVENTS_FILE_MAX ((off_t)1 << 30)
 
 enum ev_type { EVT_METRIC, EVT_PROGRESS, EVT_CHECKPOINT, EVT_WARNING };
 
@@ -39,6 +43,10 @@ struct events_reader {
 	struct buf partial;  /* an incomplete last line */
 	int skipping;        /* inside an over-long line: drop until '\n' */
 	size_t lineno;
+	off_t limit;         /* stop at this offset (init: EVENTS_FILE_MAX; 0: none) */
+	int capped;          /* stopped following (limit reached, not a file) */
+	int moved;           /* this reader consumed bytes: it, not an earlier
+				* driver, reached the limit and warns */
 };
 
 void events_reader_init(struct events_reader *r, const char *path, off_t offset);
@@ -49,7 +57,10 @@ typedef void (*events_fn)(void *ctx, const struct ev *ev);
 /* Reads what was appended since the last call and calls fn per event. A
  * missing file is no error (the step has not written yet). Reads at most
  * max_bytes per call (0: no limit) so that a runaway writer cannot stall
- * the scheduler. */
+ * the scheduler, and nothing past r->limit: the first call that finds the
+ * file longer than that gives one warning event, and the reader stays
+ * there (an unfinished line at the limit is dropped). Memory is bounded
+ * by EVENTS_LINE_MAX whatever the file holds. */
 int events_read(struct events_reader *r, size_t max_bytes, events_fn fn,
 		void *ctx, struct err *err);
 

@@ -554,7 +554,9 @@ static int register_tree(struct sched *s, struct node *n, enum artifact_kind kin
 	rc = workspace_gc_lock(s->ws, 0, &gc_fd, err);
 	if (rc)
 		goto done;
-	rc = store_ingest_tree(s->store, path, STORE_LINK, 0, &m, err);
+	/* Nothing on the way from the run's work dir may be a symlink: a
+	 * step must not make anneal link (and chmod) files outside it. */
+	rc = store_ingest_under(s->store, s->run_dir, path, STORE_LINK, 0, &m, err);
 	if (rc)
 		goto done;
 	fault_point("ingested");
@@ -893,12 +895,21 @@ static void on_event(void *ctx, const struct ev *ev)
 	struct err e;
 
 	if (ev->type == EVT_CHECKPOINT) {
-		char *dir = ev->dir[0] == '/' ? xstrdup(ev->dir)
-			: xasprintf("%s/%s/ckpt/%s", s->run_dir, n->step->id, ev->dir);
+		char *ck = xasprintf("%s/%s/ckpt", s->run_dir, n->step->id);
+		size_t cl = strlen(ck);
+		char *dir = ev->dir[0] == '/' ? xstrdup(ev->dir) : xasprintf("%s/%s", ck, ev->dir);
+		/* A checkpoint lives in ANNEAL_CKPT_DIR: storing one from
+		 * elsewhere ("/home/me", "../../..") would link, and make
+		 * read-only, files that are not the step's. */
+		int inside = !strncmp(dir, ck, cl) && dir[cl] == '/' && fs_relpath_safe(dir + cl + 1);
+
+		free(ck);
 		/* Only complete directories count: the engine renames a finished
 		 * checkpoint into place before announcing it. */
-		if (!fs_is_dir(dir)) {
-			char *w = xasprintf("checkpoint '%s' is not a directory; ignored", dir);
+		if (!inside || !fs_is_dir(dir)) {
+			char *w = xasprintf(inside ? "checkpoint '%s' is not a directory; ignored"
+					    : "checkpoint '%s' is not inside ANNEAL_CKPT_DIR; ignored",
+					    dir);
 			if (state_events_add(s->st, s->run, n->step->id, n->attempt,
 					     &(struct event_rec){ .kind = EV_WARNING,
 						     .engine_step = -1, .text = w }, 1, -1, &e))
@@ -914,10 +925,12 @@ static void on_event(void *ctx, const struct ev *ev)
 			if (register_tree(s, n, AK_INTERMEDIATE, NULL, dir, ev->step, &art,
 					  digest, &bytes, &e) ||
 			    state_checkpoint_add(s->st, s->run, n->step->id, n->attempt,
-						 ev->step, dir, digest, art, &e))
+						 ev->step, dir, digest, art, &e)) {
 				log_warn("step '%s': checkpoint '%s': %s", n->step->id, dir, e.msg);
-			else
+			} else {
 				n->ckpts++;
+				fault_point("checkpoint-recorded");
+			}
 		}
 		free(dir);
 		return;
@@ -954,6 +967,10 @@ static void on_event(void *ctx, const struct ev *ev)
 	}
 }
 
+/* What one poll reads of a step's events file: a runaway writer cannot
+ * keep the loop from the other steps. */
+#define EVENTS_POLL_BYTES (4u << 20)
+
 /* Reads what the step appended to its events file and records it. */
 static int follow_events(struct sched *s, struct node *n, struct err *err)
 {
@@ -964,7 +981,7 @@ static int follow_events(struct sched *s, struct node *n, struct err *err)
 		return 0;
 	s->nev = 0;
 	buf_reset(&s->evnames);
-	rc = events_read(&n->ev, 4u << 20, on_event, &ec, err);
+	rc = events_read(&n->ev, EVENTS_POLL_BYTES, on_event, &ec, err);
 	if (rc)
 		return rc;
 	if (!s->nev && n->ev.offset == n->ev_recorded)
@@ -1017,6 +1034,25 @@ static double backoff(const struct step *st, int retry)
 	return d > 300 ? 300 : d;
 }
 
+/* The workspace itself cannot take what must be written (a full disk, a
+ * quota, a read-only or failing file system, permissions anneal lacks):
+ * no step's fault, and fixed outside anneal. A step's output that is
+ * missing or malformed is the step's. */
+static int workspace_trouble(const struct err *e)
+{
+	switch (e->code == ERR_SYSTEM ? e->sys_errno : 0) {
+	case ENOSPC:
+	case EDQUOT:
+	case EROFS:
+	case EIO:
+	case EACCES:
+	case EPERM:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 static int end_attempt(struct sched *s, struct node *n,
 		       const struct job_done *jd, struct err *err)
 {
@@ -1033,10 +1069,16 @@ static int end_attempt(struct sched *s, struct node *n,
 		s->live--;
 		give_back(s, n);
 	}
-	/* The last words of the step. */
-	rc = follow_events(s, n, err);
-	if (rc)
-		return rc;
+	/* The last words of the step: all of them (up to the reader's
+	 * limit, EVENTS_FILE_MAX), in bounded pieces, each recorded. */
+	for (;;) {
+		off_t before = n->ev.offset;
+		rc = follow_events(s, n, err);
+		if (rc)
+			return rc;
+		if (!n->ev_open || n->ev.offset - before < (off_t)EVENTS_POLL_BYTES)
+			break;
+	}
 	n->ev_open = 0;
 
 	if (jd->end == JOB_EXITED)
@@ -1048,6 +1090,12 @@ static int end_attempt(struct sched *s, struct node *n,
 		struct err oe;
 		if (collect_outputs(s, n, &outs, &nouts, &oe) == 0) {
 			ae.state = ATT_SUCCEEDED;
+		} else if (workspace_trouble(&oe)) {
+			/* Not the step's fault, and its work is done: leave the
+			 * attempt unrecorded (running) and stop; resume finds its
+			 * exit status and stores the outputs once there is room. */
+			*err = oe;
+			return err_prefix(err, "step '%s'", st->id);
 		} else {
 			ae.state = ATT_FAILED;
 			snprintf(reason, sizeof(reason), "exit 0 but %.400s", oe.msg);
@@ -1597,8 +1645,15 @@ static int setup(struct sched *s, struct err *err)
 			n->ev_recorded = (off_t)off;
 		}
 		n->ev_open = 1;
-		n->started = now_mono() - (info[i].last_attempt_started > 0
-				? now_wall() - info[i].last_attempt_started : 0);
+		{
+			/* How long ago it started can only come from the wall
+			 * clock across drivers; one set back meanwhile must not
+			 * put the start in the future (and a timeout out of
+			 * reach): at worst the timeout counts from now. */
+			double ago = info[i].last_attempt_started > 0
+				? now_wall() - info[i].last_attempt_started : 0;
+			n->started = now_mono() - (ago > 0 ? ago : 0);
+		}
 		n->deadline = n->step->timeout_s && !s->r->ops->enforces_limits
 			      ? n->started + (double)n->step->timeout_s : 0;
 		if (alive) {

@@ -19,15 +19,18 @@
 #include "pipeline/state.h"
 #include "pipeline/state_internal.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
 #include "base/buf.h"
 #include "base/err.h"
+#include "base/fault.h"
 #include "base/util.h"
 
 #define DEFAULT_BUSY_MS 10000
@@ -279,8 +282,8 @@ static const char *const migrations[] = {
 	"ALTER TABLE steps ADD COLUMN runner_json TEXT;",
 
 	/* 3 -> 4: multi-node steps */
-	"ALTER TABLE steps ADD COLUMN nodes INTEGER NOT NULL DEFAULT 0;"
-	"ALTER TABLE steps ADD COLUMN tasks_per_node INTEGER NOT NULL DEFAULT 0;",
+	("ALTER TABLE steps ADD COLUMN nodes INTEGER NOT NULL DEFAULT 0;"
+	 "ALTER TABLE steps ADD COLUMN tasks_per_node INTEGER NOT NULL DEFAULT 0;"),
 };
 
 int state_schema_version(void)
@@ -380,7 +383,7 @@ static const char *const q_sql[Q__COUNT] = {
 		" ORDER BY id DESC LIMIT 1",
 	[Q_RUN_SET_STATE] =
 		"UPDATE runs SET state = ?2,"
-		" finished = CASE WHEN ?2 = 'running' THEN NULL ELSE ?3 END"
+		" finished = CASE WHEN ?2 = 'running' THEN NULL ELSE max(?3, created) END"
 		" WHERE id = ?1",
 	[Q_RUN_SET_DRIVER] = "UPDATE runs SET driver_pid = ?2 WHERE id = ?1",
 	[Q_RUN_SET_CANCEL] =
@@ -472,12 +475,15 @@ static const char *const q_sql[Q__COUNT] = {
 		" WHERE o.run_id = ?1 ORDER BY s.pos, o.rowid",
 	/* Entering running keeps the first start time; finished is set exactly
 	 * when the state is final, so a step sent back to pending (or running
-	 * again on resume) is not shown as finished. */
+	 * again on resume) is not shown as finished. Times are wall-clock: a
+	 * clock set back meanwhile must not make a duration negative, hence
+	 * the max() here and for attempts and runs. */
 	[Q_STEP_SET_STATE] =
 		"UPDATE steps SET state = ?3,"
 		" started = CASE WHEN ?3 = 'running' AND started IS NULL THEN ?4"
 		"  ELSE started END,"
-		" finished = CASE WHEN ?3 IN " FINAL_STEP_WORDS " THEN ?4"
+		" finished = CASE WHEN ?3 IN " FINAL_STEP_WORDS
+		"  THEN max(?4, coalesce(started, ?4))"
 		"  ELSE NULL END"
 		" WHERE run_id = ?1 AND id = ?2",
 	[Q_STEP_SET_CACHE_KEY] =
@@ -492,7 +498,7 @@ static const char *const q_sql[Q__COUNT] = {
 		" argv = coalesce(?6, argv)"
 		" WHERE run_id = ?1 AND step_id = ?2 AND n = ?3",
 	[Q_ATT_END] =
-		"UPDATE attempts SET state = ?4, finished = ?5, exit_code = ?6,"
+		"UPDATE attempts SET state = ?4, finished = max(?5, started), exit_code = ?6,"
 		" signal = ?7, reason = ?8, spends_retry = ?9"
 		" WHERE run_id = ?1 AND step_id = ?2 AND n = ?3",
 	[Q_ATT_LIST] =
@@ -521,9 +527,15 @@ static const char *const q_sql[Q__COUNT] = {
 		"SELECT run_id, id FROM steps WHERE cache_key = ?1"
 		" AND state = 'succeeded' ORDER BY run_id DESC, pos LIMIT 8",
 
+	/* Once per checkpoint: a driver killed after recording one but
+	 * before recording how far it read the events file reads its line
+	 * again. */
 	[Q_CKPT_INSERT] =
 		"INSERT INTO checkpoints (run_id, step_id, attempt, engine_step,"
-		" path, digest, created, artifact) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+		" path, digest, created, artifact) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8"
+		" WHERE NOT EXISTS (SELECT 1 FROM checkpoints WHERE run_id = ?1"
+		" AND step_id = ?2 AND attempt = ?3 AND engine_step IS ?4 AND path = ?5"
+		" AND digest IS ?6)",
 	[Q_CKPT_LATEST] =
 		"SELECT path, engine_step, artifact FROM checkpoints"
 		" WHERE run_id = ?1 AND step_id = ?2 ORDER BY id DESC LIMIT 1",
@@ -551,6 +563,7 @@ static const char *const q_sql[Q__COUNT] = {
 
 struct state {
 	sqlite3 *db;
+	char *path;                  /* as opened: named by every error */
 	int busy_ms;
 	sqlite3_stmt *q[Q__COUNT];   /* prepared on first use, kept until close */
 	void *catalog;               /* pipeline/catalog.c's statements */
@@ -561,6 +574,31 @@ struct state {
 static int db_verr(struct state *st, int rc, struct err *err, const char *fmt,
 		   va_list ap) __attribute__((format(printf, 4, 0)));
 
+/* Appends the OS error behind an I/O failure, when SQLite kept one: "disk
+ * I/O error" alone does not say EACCES from ENOSPC. Returns err's code. */
+static int add_os_error(struct state *st, int rc, struct err *err)
+{
+	int e = 0;
+	size_t n;
+
+	switch (rc & 0xff) {
+	case SQLITE_IOERR:
+	case SQLITE_FULL:
+	case SQLITE_CANTOPEN:
+	case SQLITE_READONLY:
+		e = st->db ? sqlite3_system_errno(st->db) : 0;
+		break;
+	}
+	if (!err)
+		return ERR_SYSTEM;
+	if (e > 0) {
+		n = strlen(err->msg);
+		snprintf(err->msg + n, sizeof(err->msg) - n, " (%s)", strerror(e));
+		err->sys_errno = e;
+	}
+	return err->code;
+}
+
 static int db_verr(struct state *st, int rc, struct err *err, const char *fmt,
 		   va_list ap)
 {
@@ -570,16 +608,19 @@ static int db_verr(struct state *st, int rc, struct err *err, const char *fmt,
 	switch (rc & 0xff) {
 	case SQLITE_BUSY:
 	case SQLITE_LOCKED:
-		return err_set(err, ERR_BUSY,
-			       "state database is locked by another process"
+		/* A system error (exit 3), not a refusal: the caller waited
+		 * as long as it was told to and the world did not move. */
+		return err_set(err, ERR_SYSTEM,
+			       "state database '%s' is locked by another process"
 			       " (waited %d ms: %s: %s)",
-			       st->busy_ms, what, sqlite3_errmsg(st->db));
+			       st->path, st->busy_ms, what, sqlite3_errmsg(st->db));
 	case SQLITE_NOMEM:
-		return err_set(err, ERR_NOMEM, "state database: %s: %s", what,
-			       sqlite3_errmsg(st->db));
+		return err_set(err, ERR_NOMEM, "state database '%s': %s: %s", st->path,
+			       what, sqlite3_errmsg(st->db));
 	default:
-		return err_set(err, ERR_SYSTEM, "state database: %s: %s", what,
-			       sqlite3_errmsg(st->db));
+		err_set(err, ERR_SYSTEM, "state database '%s': %s: %s", st->path,
+			what, sqlite3_errmsg(st->db));
+		return add_os_error(st, rc, err);
 	}
 }
 
@@ -750,6 +791,7 @@ static int tx_end(struct state *st, int ret, struct err *err)
 	sqlite3_stmt *s = NULL;
 
 	if (ret == 0) {
+		fault_point("state.tx-commit");
 		ret = prep(st, Q_COMMIT, &s, err);
 		if (ret == 0)
 			ret = exec_done(st, s, SQLITE_OK, err, "commit");
@@ -774,14 +816,15 @@ static int open_err(struct state *st, int rc, struct err *err,
 	switch (rc & 0xff) {
 	case SQLITE_BUSY:
 	case SQLITE_LOCKED:
-		return err_set(err, ERR_BUSY,
+		return err_set(err, ERR_SYSTEM,
 			       "state database '%s' is locked by another process"
 			       " (waited %d ms: %s: %s)",
 			       path, st->busy_ms, what, sqlite3_errmsg(st->db));
 	default:
-		return err_set(err, (rc & 0xff) == SQLITE_NOMEM ? ERR_NOMEM
-			       : ERR_SYSTEM, "state database '%s': %s: %s", path,
-			       what, sqlite3_errmsg(st->db));
+		err_set(err, (rc & 0xff) == SQLITE_NOMEM ? ERR_NOMEM
+			: ERR_SYSTEM, "state database '%s': %s: %s", path,
+			what, sqlite3_errmsg(st->db));
+		return add_os_error(st, rc, err);
 	}
 }
 
@@ -852,8 +895,10 @@ static int migrate(struct state *st, const char *path, struct err *err)
 			if (ret == 0)
 				have++;
 		}
-		if (ret == 0)
+		if (ret == 0) {
+			fault_point("state.migrated");
 			ret = exec_sql(st, path, "COMMIT", "commit migration", err);
+		}
 		/* A failed ROLLBACK leaves nothing more to undo; the error
 		 * already reported is the one that matters. */
 		if (ret && !sqlite3_get_autocommit(st->db))
@@ -890,6 +935,7 @@ int state_open(const char *path, struct state **out, struct err *err)
 	int rc, ret;
 
 	*out = NULL;
+	st->path = xstrdup(path);
 	ret = busy_ms_from_env(&st->busy_ms, err);
 	if (ret)
 		goto done;
@@ -897,9 +943,17 @@ int state_open(const char *path, struct state **out, struct err *err)
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 			     SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
-		ret = err_set(err, ERR_SYSTEM, "state database '%s': cannot open: %s",
-			      path, st->db ? sqlite3_errmsg(st->db)
-					   : sqlite3_errstr(rc));
+		err_set(err, ERR_SYSTEM, "state database '%s': cannot open: %s",
+			path, st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+		ret = add_os_error(st, rc, err);
+		goto done;
+	}
+	/* SQLite falls back to read-only when it may not write the file (a
+	 * read-only mount, another user's file): every later error would
+	 * then be about the WAL's shared memory file instead. */
+	if (!is_memory(path) && sqlite3_db_readonly(st->db, "main") == 1) {
+		ret = err_sys(err, access(path, W_OK) < 0 ? errno : EACCES,
+			      "state database '%s': cannot open for writing", path);
 		goto done;
 	}
 	rc = sqlite3_extended_result_codes(st->db, 1);
@@ -993,6 +1047,7 @@ void state_close(struct state *st)
 		sqlite3_finalize(st->q[i]);
 	/* close_v2 cannot fail with every statement finalized above. */
 	sqlite3_close_v2(st->db);
+	free(st->path);
 	free(st);
 }
 

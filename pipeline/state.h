@@ -45,12 +45,14 @@ int attempt_state_parse(const char *s, enum attempt_state *out);
 
 /* Opens (creating and migrating as needed) the database at path. ":memory:"
  * works for tests. Waits up to 10 s for a lock held by another process
- * (ANNEAL_BUSY_TIMEOUT_MS overrides), then fails with ERR_BUSY. A database
+ * (ANNEAL_BUSY_TIMEOUT_MS overrides), then fails with ERR_SYSTEM ("state
+ * database 'PATH' is locked by another process (waited N ms ...)"); every
+ * error names the database's path. A database
  * written by a newer anneal (higher schema version) is ERR_INVALID. */
 int state_open(const char *path, struct state **out, struct err *err);
 void state_close(struct state *st);   /* NULL-safe */
 
-/* How long a call waits for another process's lock before ERR_BUSY. */
+/* How long a call waits for another process's lock before failing. */
 void state_set_busy_timeout(struct state *st, int ms);
 /* The schema version this anneal writes (PRAGMA user_version). */
 int state_schema_version(void);

@@ -12,6 +12,7 @@
 #include "base/buf.h"
 #include "base/err.h"
 #include "base/fs.h"
+#include "base/log.h"
 #include "pipeline/json.h"
 
 static int read_config(struct workspace *ws, struct err *err)
@@ -100,6 +101,37 @@ done:
 	return rc;
 }
 
+/* What other users must not be able to change: the records and the
+ * bytes they vouch for. World-writable is refused (anyone could rewrite a
+ * run's history or a stored checkpoint); group-writable is warned about
+ * (a shared group may be meant, but it is trusted with the same power).
+ * A missing entry is fine (made later, 0700/0644 under a 0700 dir). */
+static int check_modes(const struct workspace *ws, struct err *err)
+{
+	static const char *const parts[] = { "", "state.db", "store", "store/objects", "runs" };
+
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		char *p = *parts[i] ? fs_join(ws->dir, parts[i]) : xstrdup(ws->dir);
+		struct stat st;
+		int rc = 0;
+
+		if (stat(p, &st) == 0) {
+			unsigned mode = (unsigned)st.st_mode & 07777;
+			if (st.st_mode & S_IWOTH)
+				rc = err_set(err, ERR_INVALID,
+					     "'%s' is writable by every user (mode %04o): run 'chmod o-w %s'",
+					     p, mode, p);
+			else if (st.st_mode & S_IWGRP)
+				log_warn("'%s' is writable by its group (mode %04o): its members can change what anneal records",
+					 p, mode);
+		}
+		free(p);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 static struct workspace *ws_new(const char *root)
 {
 	struct workspace *ws = xcalloc(1, sizeof(*ws));
@@ -138,6 +170,9 @@ int workspace_find(const char *start, struct workspace **out, struct err *err)
 		*slash = '\0';
 	}
 	ws = ws_new(dir);
+	rc = check_modes(ws, err);
+	if (rc)
+		goto done;
 	rc = read_config(ws, err);
 	if (rc)
 		goto done;
@@ -183,6 +218,9 @@ int workspace_init(const char *root, struct workspace **out, struct err *err)
 		if (rc)
 			goto done;
 	}
+	rc = check_modes(ws, err);
+	if (rc)
+		goto done;
 	rc = read_config(ws, err);
 	if (rc)
 		goto done;

@@ -61,6 +61,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/buf.h"
@@ -680,6 +681,56 @@ static int local_cancel(struct runner *r, const struct job_handle *h, int sig,
 	return 0;
 }
 
+/* A job whose attempt directory was deleted (rm -rf by hand while anneal
+ * was down) has lost its lock and its status file with it: nothing tells
+ * a later driver that it still runs, and a retry would be a second copy.
+ * If the recorded handle names a live anneal-shim started for dir (its
+ * argv: SHIM FD DIR -- ...), its process group is SIGKILLed (its outcome
+ * can no longer be recorded) and waited for. Returns 1 if it did that. */
+static int stop_orphan(const struct job_handle *h, const char *dir)
+{
+	char path[64], cmd[PATH_MAX + 256];
+	const char *arg;
+	ssize_t n;
+	long pid;
+	char *end;
+	size_t len;
+
+	if (!h || strncmp(h->id, "pid:", 4))
+		return 0;
+	pid = strtol(h->id + 4, &end, 10);
+	if (*end || pid <= 1)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
+	n = read_small(path, cmd, sizeof(cmd));
+	if (n <= 0)
+		return 0;
+	/* argv[0] ends in anneal-shim, argv[2] is dir. */
+	len = strlen(cmd);
+	if (len < 11 || strcmp(cmd + len - 11, "anneal-shim"))
+		return 0;
+	arg = cmd + len + 1;
+	if (arg >= cmd + n)
+		return 0;
+	arg += strlen(arg) + 1;
+	if (arg >= cmd + n || strcmp(arg, dir))
+		return 0;
+	kill(-(pid_t)pid, SIGKILL);
+	/* Not our child: gone once /proc says so (zombies count as gone). */
+	for (int i = 0; i < 500; i++) {
+		char state;
+		pid_t pgrp;
+		unsigned long long st;
+		struct timespec pause = { 0, 10 * 1000 * 1000 };
+
+		if (proc_stat((pid_t)pid, &state, &pgrp, &st) < 0 || state == 'Z' ||
+		    state == 'X')
+			break;
+		nanosleep(&pause, NULL);
+	}
+	return 1;
+}
+
 static int local_attach(struct runner *r, const char *attempt_dir,
 			struct job_handle *h, void *cookie, int *alive,
 			struct job_done *done, struct err *err)
@@ -704,7 +755,11 @@ static int local_attach(struct runner *r, const char *attempt_dir,
 			goto done;
 		}
 		done->end = JOB_LOST;
-		snprintf(done->detail, sizeof(done->detail), "never started");
+		if (stop_orphan(h, j->dir))
+			snprintf(done->detail, sizeof(done->detail),
+				 "its attempt directory was deleted while it ran; stopped it");
+		else
+			snprintf(done->detail, sizeof(done->detail), "never started");
 		goto done;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {

@@ -19,6 +19,15 @@
  * No fsync: losing the last line on power loss only means the step runs
  * again.
  *
+ * Leftovers: the shim is a child subreaper (PR_SET_CHILD_SUBREAPER), so
+ * whatever the step leaves behind when it exits (a background child, a
+ * daemon that double-forked and called setsid to leave the process group)
+ * becomes the shim's child instead of init's. Once the step has exited the
+ * shim sends them SIGTERM, SIGKILL after LEFTOVER_GRACE_S, reaps them, says
+ * so in the log, and only then records the ending and lets the lock go: a
+ * step's processes never outlive its attempt. (A shim that is itself
+ * SIGKILLed cannot do this; the runner then kills the job's group.)
+ *
  * The shim exits with the step's status (N, or 128 + signal; 127 when the
  * step could not be started; 2 on a usage error). SIGINT, SIGTERM, SIGHUP
  * and SIGQUIT are meant for the step, which is in the same process group and
@@ -33,6 +42,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -41,8 +51,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+/* How long processes a step left behind get between SIGTERM and SIGKILL. */
+#define LEFTOVER_GRACE_S 5
 
 static const int shim_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
 #define N_SIGNALS (sizeof(shim_signals) / sizeof(shim_signals[0]))
@@ -133,6 +148,124 @@ static int parse_fd(const char *s)
 	return (int)v;
 }
 
+static double mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Reaps every child that has ended, without waiting. */
+static void reap_ended(void)
+{
+	while (waitpid(-1, NULL, WNOHANG) > 0)
+		;
+}
+
+/* The live children of the shim (the step is gone: every one of them is
+ * something it left behind), at most cap of them; returns how many. Reads
+ * /proc/self/task/TID/children (one file, the shim has one thread), or
+ * scans /proc where the kernel lacks it. Zombies are reaped first. */
+static size_t leftovers(pid_t *out, size_t cap)
+{
+	char path[64], buf[4096];
+	pid_t self = getpid();
+	size_t n = 0;
+	ssize_t r;
+	int fd;
+
+	reap_ended();
+	snprintf(path, sizeof(path), "/proc/self/task/%ld/children", (long)self);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		char *p = buf, *end;
+		do
+			r = read(fd, buf, sizeof(buf) - 1);
+		while (r < 0 && errno == EINTR);
+		close(fd);
+		if (r >= 0) {
+			buf[r] = '\0';
+			while (n < cap) {
+				long v = strtol(p, &end, 10);
+				if (end == p)
+					break;
+				if (v > 1)
+					out[n++] = (pid_t)v;
+				p = end;
+			}
+			return n;
+		}
+	}
+	{
+		DIR *d = opendir("/proc");
+		struct dirent *de;
+
+		if (!d)
+			return 0;
+		while (n < cap && (de = readdir(d))) {
+			char stat[512], *q;
+			long pid = strtol(de->d_name, &q, 10);
+			if (*q || pid <= 1)
+				continue;
+			snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+			if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+				continue;
+			r = read(fd, stat, sizeof(stat) - 1);
+			close(fd);
+			if (r <= 0)
+				continue;
+			stat[r] = '\0';
+			/* "PID (COMM) STATE PPID ...", COMM may hold anything. */
+			q = strrchr(stat, ')');
+			if (q && q[1] == ' ' && q[2] && q[2] != 'Z' && q[2] != 'X' &&
+			    strtol(q + 4, NULL, 10) == (long)self)
+				out[n++] = (pid_t)pid;
+		}
+		closedir(d);
+	}
+	return n;
+}
+
+/* After the step exited: ends what it left behind (see the top). Each
+ * round signals the shim's current children; when one dies, its own
+ * children become the shim's and are found by the next round. */
+static void end_leftovers(void)
+{
+	pid_t pids[256];
+	double deadline = 0;
+	size_t n;
+	int killing = 0;
+
+	while ((n = leftovers(pids, sizeof(pids) / sizeof(pids[0]))) > 0) {
+		struct timespec pause = { 0, 20 * 1000 * 1000 };
+		char list[256];
+		size_t len = 0;
+
+		if (!deadline) {
+			deadline = mono_now() + LEFTOVER_GRACE_S;
+			list[0] = '\0';
+			for (size_t i = 0; i < n && len + 24 < sizeof(list); i++)
+				len += (size_t)snprintf(list + len, sizeof(list) - len,
+							"%s%ld", i ? " " : "", (long)pids[i]);
+			warn("the step left %zu process%s running (pid%s %s%s); sending"
+			     " SIGTERM, SIGKILL after %ds", n, n == 1 ? "" : "es",
+			     n == 1 ? "" : "s", list, len + 24 >= sizeof(list) ? " ..." : "",
+			     LEFTOVER_GRACE_S);
+		}
+		if (!killing && mono_now() >= deadline) {
+			killing = 1;
+			warn("%zu process%s still running after %ds; sending SIGKILL", n,
+			     n == 1 ? "" : "es", LEFTOVER_GRACE_S);
+		}
+		/* SIGTERM again to a process that ignores it costs nothing;
+		 * one found in a later round gets its first. */
+		for (size_t i = 0; i < n; i++)
+			kill(pids[i], killing ? SIGKILL : SIGTERM);
+		nanosleep(&pause, NULL);
+	}
+}
+
 /* In the forked child: the step's process. Never returns. */
 static void run_step(char **argv, int report_fd)
 {
@@ -195,6 +328,12 @@ int main(int argc, char **argv)
 	snprintf(line, sizeof(line), "pid %ld %llu\n", (long)getpid(), self_start_time());
 	record(line);
 
+	/* Orphans of the step become ours, not init's (see the top). A
+	 * kernel without it (< 3.4) only loses the clean-up of leftovers. */
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1L, 0L, 0L, 0L) < 0)
+		warn("cannot become a child subreaper: %s; processes the step leaves"
+		     " behind will not be stopped", strerror(errno));
+
 	if (pipe2(report, O_CLOEXEC) < 0) {
 		snprintf(line, sizeof(line), "spawnfail %d pipe\n", errno);
 		record(line);
@@ -216,14 +355,23 @@ int main(int argc, char **argv)
 	while (n < 0 && errno == EINTR);
 	close(report[0]);
 
-	while (waitpid(pid, &ws, 0) < 0) {
-		if (errno != EINTR) {
+	/* Orphans the step leaves while it runs are reaped on the way. */
+	for (;;) {
+		int st;
+		pid_t w = waitpid(-1, &st, 0);
+
+		if (w == pid) {
+			ws = st;
+			break;
+		}
+		if (w < 0 && errno != EINTR) {
 			/* Cannot happen for our own child; record no ending so
 			 * that the runner reports the job lost, not made up. */
 			warn("wait: %s", strerror(errno));
 			return 127;
 		}
 	}
+	end_leftovers();
 	if (n == (ssize_t)sizeof(exec_errno)) {
 		snprintf(line, sizeof(line), "spawnfail %d exec '%s'\n", exec_errno,
 			 argv[4]);

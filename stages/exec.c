@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "base/buf.h"
 #include "base/err.h"
@@ -81,6 +82,30 @@ static int expand_one(const struct lookup *l, const char *tmpl,
 	return 0;
 }
 
+/* Roles and output names become $ANNEAL_INPUT_<ROLE> and
+ * $ANNEAL_OUTPUT_<NAME>, upper-cased: two that differ only in case would
+ * be one variable. Member i (a valid name) against those before it. */
+static int one_variable(const struct jnode *obj, size_t i, const char *where,
+			const char *what, const char *prefix, struct err *err)
+{
+	const char *key = obj->kids[i].key;
+
+	for (size_t j = 0; j < i; j++)
+		if (!strcasecmp(obj->kids[j].key, key)) {
+			char *var = xasprintf("%s%s", prefix, key);
+			int rc;
+
+			for (char *p = var + strlen(prefix); *p; p++)
+				if (*p >= 'a' && *p <= 'z')
+					*p = (char)(*p - 'a' + 'A');
+			rc = stage_err(err, where, "%s '%s' and '%s' would both be $%s", what,
+				       obj->kids[j].key, key, var);
+			free(var);
+			return rc;
+		}
+	return 0;
+}
+
 static int get_inputs(const struct jnode *v, const char *where,
 		      struct step *st, struct stage_out *out, struct err *err)
 {
@@ -95,10 +120,12 @@ static int get_inputs(const struct jnode *v, const char *where,
 
 		if (!stage_name_valid(f->key)) {
 			rc = stage_err(err, where,
-				       "invalid role '%s' (use letters, digits and '_')",
+				       "invalid role '%s' (1 to 63 letters, digits and '_')",
 				       json_show(f->key, show, sizeof(show)));
 			break;
 		}
+		if ((rc = one_variable(v, i, where, "roles", "ANNEAL_INPUT_", err)))
+			break;
 		free(path);
 		path = stage_path(where, f->key);
 		rc = stage_want_type(f, J_STRING, path, err);
@@ -108,12 +135,8 @@ static int get_inputs(const struct jnode *v, const char *where,
 			/* An artifact of the workspace (anneal add, an earlier
 			 * run): "@NAME", "@NAME@N", "@ALIAS" or "@DIGEST-PREFIX",
 			 * resolved and pinned when the run is recorded. */
-			if (!f->str[1] || strchr(f->str + 1, '/') || strlen(f->str) > 200) {
-				rc = stage_err(err, path,
-					       "must be '@NAME', '@NAME@N' or '@DIGEST', not '%s'",
-					       json_show(f->str, show, sizeof(show)));
+			if ((rc = stage_check_ref(f->str, path, err)))
 				break;
-			}
 			st->inputs[st->ninputs].role = xstrdup(f->key);
 			st->inputs[st->ninputs].ref = xstrdup(f->str + 1);
 			st->ninputs++;
@@ -149,10 +172,12 @@ static int get_outputs(const struct jnode *v, const char *where,
 
 		if (!stage_name_valid(f->key)) {
 			rc = stage_err(err, where,
-				       "invalid output name '%s' (use letters, digits and '_')",
+				       "invalid output name '%s' (1 to 63 letters, digits and '_')",
 				       json_show(f->key, show, sizeof(show)));
 			break;
 		}
+		if ((rc = one_variable(v, i, where, "outputs", "ANNEAL_OUTPUT_", err)))
+			break;
 		free(path);
 		path = stage_path(where, f->key);
 		/* "model": "checkpoint", or "model": {"type": "checkpoint",

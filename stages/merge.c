@@ -96,8 +96,8 @@ static int add_input(struct step *st, struct stage_out *out,
 		in->from_step = xstrdup(src->link_step);
 		in->from_output = xstrdup(src->link_output ? src->link_output : "model");
 	} else if (src->text[0] == '@') {
-		if (!src->text[1])
-			return stage_err(err, src->where, "must be 'stage.output' or '@ARTIFACT', not '@'");
+		if (stage_check_ref(src->text, src->where, err))
+			return ERR_INVALID;
 		in->ref = xstrdup(src->text + 1);
 	} else {
 		dot = strchr(src->text, '.');

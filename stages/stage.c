@@ -14,6 +14,7 @@
 #include "base/buf.h"
 #include "base/err.h"
 #include "base/util.h"
+#include "pipeline/catalog.h"
 #include "stages/exec.h"
 #include "stages/merge.h"
 #include "stages/train.h"
@@ -212,8 +213,10 @@ int stage_name_valid(const char *s)
 {
 	size_t n = strlen(s);
 
-	return n > 0 && strspn(s, "abcdefghijklmnopqrstuvwxyz"
-			       "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") == n;
+	/* At most 63: "STAGE.OUTPUT", an artifact name, stays within 128,
+	 * and a path component within NAME_MAX. */
+	return n > 0 && n <= 63 && strspn(s, "abcdefghijklmnopqrstuvwxyz"
+					  "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") == n;
 }
 
 int stage_get_resources(const struct jnode *v, const char *where,
@@ -522,6 +525,21 @@ int stage_get_weight(const struct jnode *v, const char *where, double *out,
 		return stage_err(err, where, "must be a finite number, not %s",
 				 v->type == J_NUMBER ? "that" : json_type_name(v->type));
 	*out = v->num;
+	return 0;
+}
+
+int stage_check_ref(const char *text, const char *where, struct err *err)
+{
+	char show[JSON_SHOW_MAX];
+	struct catalog_ref r;
+	struct err perr;
+
+	if (!text[1] || strchr(text + 1, '/') || strlen(text) > 200 ||
+	    catalog_ref_parse(text + 1, &r, &perr))
+		return stage_err(err, where,
+				 "must be '@NAME', '@NAME@N', '@ALIAS' or '@DIGEST', not '%s'",
+				 json_show(text, show, sizeof(show)));
+	catalog_ref_clear(&r);
 	return 0;
 }
 

@@ -117,7 +117,7 @@ int stage_get_int(const struct jnode *v, const char *where, long long min,
 int stage_id_valid(const char *s);
 /* 1 if s can name an environment variable: [A-Za-z_][A-Za-z0-9_]*. */
 int stage_env_name_valid(const char *s);
-/* 1 if s is one or more of [A-Za-z0-9_] (roles, output names). */
+/* 1 if s is 1..63 of [A-Za-z0-9_] (roles, output names). */
 int stage_name_valid(const char *s);
 
 /* The param at a dotted path ("opt.lr") in params, or NULL; then hint
@@ -156,6 +156,12 @@ int stage_get_common(const struct jnode *obj, const char *where,
 /* A merge weight: a finite number of magnitude <= 1e6. */
 int stage_get_weight(const struct jnode *v, const char *where, double *out,
 		     struct err *err);
+
+/* text, "@REF", names a workspace artifact the way a run resolves it
+ * (pipeline/catalog.h catalog_ref_parse: "@NAME", "@NAME@N", "@ALIAS",
+ * "@DIGEST-PREFIX"; no '/', at most 200 bytes): what run would refuse is
+ * refused at validation. ERR_INVALID naming where. */
+int stage_check_ref(const char *text, const char *where, struct err *err);
 
 /* An artifact name (artifact_name_valid); *out malloc'd. */
 int stage_get_artifact_name(const struct jnode *v, const char *where,

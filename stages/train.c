@@ -345,9 +345,8 @@ int engine_add_input(struct step *st, struct stage_out *out, const char *role,
 		in.from_step = xstrdup(link_step);
 		in.from_output = xstrdup(link_output);
 	} else if (text[0] == '@') {
-		if (!text[1] || strchr(text + 1, '/') || strlen(text) > 200)
-			return stage_err(err, where, "must be '@NAME', '@NAME@N' or '@DIGEST', not '%s'",
-					 json_show(text, show, sizeof(show)));
+		if (stage_check_ref(text, where, err))
+			return ERR_INVALID;
 		in.ref = xstrdup(text + 1);
 	} else {
 		const char *dot = strchr(text, '.');

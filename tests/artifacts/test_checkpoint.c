@@ -2,7 +2,8 @@
  * size gives three shards and an index read back equal; one file when it
  * fits; threads writing at once give the same bytes; indexes that lie
  * (missing tensors, extra tensors, a tensor in two shards, paths out of
- * the directory) are refused; a lone shard without its index is refused. */
+ * the directory) are refused; a lone shard without its index is refused;
+ * what a killed writer left is replaced by the next write. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -408,6 +409,56 @@ static void test_ckpt__directories_without_index(void **state)
 	free(dir);
 }
 
+/* A writer killed between its shards' renames leaves shards without an
+ * index (and temporary files): readers refuse it (above), and the next
+ * write into the directory replaces it, where a finished checkpoint is
+ * still refused and a live writer's directory is not touched. */
+static void test_ckpt__rewrites_what_a_killed_writer_left(void **state)
+{
+	char *dir = fs_join(tmpdir, "killed"), *p, *tmp;
+	size_t shape[] = { 4, 4 };
+	struct ckpt_writer *w, *w2;
+	struct err e;
+
+	write_ckpt(dir, 256, 1);
+	p = path_in(dir, CKPT_INDEX);
+	assert_int_equal(unlink(p), 0);
+	free(p);
+	p = path_in(dir, "model-00003-of-00003.safetensors");
+	tmp = path_in(dir, "model-00003-of-00003.safetensors.tmp.Ab12Cd");
+	assert_int_equal(rename(p, tmp), 0);
+	assert_int_equal(write_ckpt(dir, 256, 1), 3);
+	check_ckpt(dir, 3);
+	assert_false(fs_exists(tmp));
+	free(tmp);
+	free(p);
+
+	/* Finished: refused. */
+	assert_int_equal(ckpt_writer_new(dir, 256, &w, &e), 0);
+	assert_int_equal(ckpt_writer_add(w, "x", ST_F32, shape, 2, &e), 0);
+	assert_int_equal(ckpt_writer_begin(w, &e), ERR_INVALID);
+	assert_non_null(strstr(e.msg, "already holds a checkpoint"));
+	ckpt_writer_free(w);
+	check_ckpt(dir, 3);
+	free(dir);
+
+	/* Being written: the second writer is refused, the first's files
+	 * stay; once the first is gone, the directory is free again. */
+	dir = fs_join(tmpdir, "busy");
+	assert_int_equal(ckpt_writer_new(dir, 0, &w, &e), 0);
+	assert_int_equal(ckpt_writer_add(w, "x", ST_F32, shape, 2, &e), 0);
+	assert_int_equal(ckpt_writer_begin(w, &e), 0);
+	assert_int_equal(ckpt_writer_new(dir, 0, &w2, &e), 0);
+	assert_int_equal(ckpt_writer_add(w2, "x", ST_F32, shape, 2, &e), 0);
+	assert_int_equal(ckpt_writer_begin(w2, &e), ERR_BUSY);
+	assert_non_null(strstr(e.msg, "another process is writing"));
+	ckpt_writer_free(w2);
+	ckpt_writer_free(w);
+	assert_int_equal(write_ckpt(dir, 0, 1), 1);
+	check_ckpt(dir, 1);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -417,6 +468,7 @@ int main(void)
 		cmocka_unit_test(test_ckpt__oversized_tensor_gets_its_own_shard),
 		cmocka_unit_test(test_ckpt__refuses_lying_indexes),
 		cmocka_unit_test(test_ckpt__directories_without_index),
+		cmocka_unit_test(test_ckpt__rewrites_what_a_killed_writer_left),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -669,6 +669,113 @@ static void test_store__symlink_refused_and_nothing_stored(void **state)
 	free(src);
 }
 
+/* `ln /elsewhere/secret out/h`: stored as a copy; the other name keeps its
+ * inode and its mode (linking would make it read-only, chmod it 0444 for
+ * everyone, and let writes through it change the object). */
+static void test_store__hard_link_to_a_file_outside_is_copied(void **state)
+{
+	struct fx *f = *state;
+	char *src = mksrc(f, "out"), *outside = fs_join(f->dir, "secret");
+	char *h = fs_join(src, "h");
+	struct manifest m;
+	struct stat so, sh, sobj;
+	struct err e;
+
+	assert_int_equal(fs_write_atomic(outside, "not the step's", 14, 0600, &e), 0);
+	assert_int_equal(link(outside, h), 0);
+	assert_int_equal(store_ingest_tree(f->s, src, STORE_LINK, 2, &m, &e), 0);
+	so = st_of(outside, NULL);
+	sh = st_of(h, NULL);
+	sobj = st_obj(f->s, &entry(&m, "h")->digest);
+	assert_int_equal(so.st_mode & 07777, 0600);
+	assert_int_equal(so.st_nlink, 1);
+	assert_true(so.st_ino != sobj.st_ino);
+	/* The tree's name joined the object, as any other file does. */
+	assert_int_equal(sh.st_ino, sobj.st_ino);
+	assert_int_equal(sobj.st_mode & 07777, 0444);
+	assert_int_equal(count(f->s, 1).deep_bad, 0);
+	manifest_free(&m);
+	free(h);
+	free(outside);
+	free(src);
+}
+
+/* Ingest under a top dir: a symlink in place of a directory on the way is
+ * refused, and the files behind it are not touched; "..", or a path not
+ * under top, is refused too. */
+static void test_store__ingest_under_follows_no_symlink_on_the_way(void **state)
+{
+	struct fx *f = *state;
+	char *top = fs_join(f->dir, "run"), *elsewhere = mksrc(f, "elsewhere");
+	char *step = fs_join(top, "s"), *out = fs_join(top, "s/out");
+	char *model = fs_join(top, "s/out/model"), *esc = fs_join(top, "s/../../elsewhere");
+	struct manifest m;
+	struct err e;
+
+	assert_int_equal(fs_mkdir_p(step, 0755, &e), 0);
+	assert_int_equal(symlink(elsewhere, out), 0);    /* out -> elsewhere */
+	put(elsewhere, "model/w", "behind the link", 0644);
+	assert_int_equal(store_ingest_under(f->s, top, model, STORE_LINK, 1, &m, &e), ERR_INVALID);
+	assert_non_null(strstr(e.msg, "a symbolic link or a file on the way from"));
+	assert_int_equal(st_of(elsewhere, "model/w").st_mode & 07777, 0644);
+	assert_int_equal(st_of(elsewhere, "model/w").st_nlink, 1);
+	assert_int_equal(count(f->s, 0).objects, 0);
+	assert_int_equal(store_ingest_under(f->s, top, esc, STORE_LINK, 1, &m, &e), ERR_INVALID);
+	assert_non_null(strstr(e.msg, "is not inside"));
+	assert_int_equal(store_ingest_under(f->s, top, elsewhere, STORE_LINK, 1, &m, &e),
+			 ERR_INVALID);
+	/* The same tree for real, as a dir and as a single file. */
+	assert_int_equal(unlink(out), 0);
+	put(top, "s/out/model/w", "the step's", 0644);
+	assert_int_equal(store_ingest_under(f->s, top, model, STORE_LINK, 1, &m, &e), 0);
+	assert_int_equal(m.n, 1);
+	manifest_free(&m);
+	free(model);
+	model = fs_join(top, "s/out/model/w");
+	assert_int_equal(store_ingest_under(f->s, top, model, STORE_COPY, 1, &m, &e), 0);
+	assert_string_equal(m.v[0].path, ".");
+	manifest_free(&m);
+	free(esc);
+	free(model);
+	free(out);
+	free(step);
+	free(elsewhere);
+	free(top);
+}
+
+/* Two files of the same bytes with names near NAME_MAX: the second is
+ * replaced by a link to the object through a temporary name that must
+ * not grow with the file's name. */
+static void test_store__dedup_with_names_near_name_max(void **state)
+{
+	struct fx *f = *state;
+	char *src = fs_join(f->dir, "long");
+	char name[256];
+	struct manifest m;
+	struct err e;
+
+	assert_int_equal(mkdir(src, 0755), 0);
+	memset(name, 'n', 250);
+	name[250] = '\0';
+	for (int i = 0; i < 2; i++) {
+		char *p;
+		int fd;
+
+		name[0] = (char)('m' + i);
+		p = fs_join(src, name);
+		fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0644);
+		assert_true(fd >= 0);
+		assert_int_equal(write(fd, "same bytes", 10), 10);
+		assert_int_equal(close(fd), 0);
+		free(p);
+	}
+	assert_int_equal(store_ingest_tree(f->s, src, STORE_LINK, 1, &m, &e), 0);
+	assert_int_equal(m.n, 2);
+	assert_int_equal(count(f->s, 0).objects, 1);
+	manifest_free(&m);
+	free(src);
+}
+
 /* Many small files on many threads (the TSan build runs this). */
 static void test_store__many_files_many_threads(void **state)
 {
@@ -711,6 +818,9 @@ int main(void)
 		T(test_store__checkout_with_missing_object_leaves_nothing),
 		T(test_store__checkout_refuses_escaping_paths),
 		T(test_store__symlink_refused_and_nothing_stored),
+		T(test_store__hard_link_to_a_file_outside_is_copied),
+		T(test_store__ingest_under_follows_no_symlink_on_the_way),
+		T(test_store__dedup_with_names_near_name_max),
 		T(test_store__many_files_many_threads),
 #undef T
 	};

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,6 +165,27 @@ static void test_util__did_you_mean(void **state)
 	assert_null(did_you_mean("zzzzzz", c, 3));
 }
 
+static void test_util__parse_int(void **state)
+{
+	long long v = 0;
+
+	(void)state;
+	assert_int_equal(parse_int("42", 1, 100, &v), 0);
+	assert_int_equal(v, 42);
+	assert_int_equal(parse_int("-3", -5, 5, &v), 0);
+	assert_int_equal(v, -3);
+	/* Only digits (and a sign for negatives): no space, no '+', no junk. */
+	assert_int_equal(parse_int(" 3", 1, 100, &v), ERR_INVALID);
+	assert_int_equal(parse_int("+3", 1, 100, &v), ERR_INVALID);
+	assert_int_equal(parse_int("3 ", 1, 100, &v), ERR_INVALID);
+	assert_int_equal(parse_int("-", -5, 5, &v), ERR_INVALID);
+	assert_int_equal(parse_int("", 1, 100, &v), ERR_INVALID);
+	assert_int_equal(parse_int("0x10", 1, 100, &v), ERR_INVALID);
+	assert_int_equal(parse_int("101", 1, 100, &v), ERR_INVALID);
+	assert_int_equal(parse_int("99999999999999999999", 1, LLONG_MAX, &v), ERR_INVALID);
+	assert_int_equal(v, -3);
+}
+
 static void test_util__parse_duration(void **state)
 {
 	long long v;
@@ -213,6 +235,7 @@ int main(void)
 		cmocka_unit_test(test_hash__sha256_known_vectors),
 		cmocka_unit_test(test_hash__file_matches_buffer),
 		cmocka_unit_test(test_util__did_you_mean),
+		cmocka_unit_test(test_util__parse_int),
 		cmocka_unit_test(test_util__parse_duration),
 		cmocka_unit_test(test_util__strv),
 	};

@@ -45,6 +45,15 @@
 #   term=save|ignore|default  on SIGTERM: save a checkpoint and exit 75
 #                     (default), ignore it (and so do its children), or die
 #   value=TEXT        folded into every output (params change outputs)
+#   kb=N              every checkpoint and output also gets a file of N KiB
+#                     (data.bin); a failed write (disk full) ends the step
+#                     with exit 1 and "step.sh: cannot write ..." on stderr
+#   close_out=1       close stdout and stderr right after starting (the
+#                     step goes on without them)
+#   daemon=NAME       leave a daemon behind (double fork, setsid: out of the
+#                     step's process group) that lives until signalled; its
+#                     pid goes to e2e/NAME.pid (before the step goes on), and
+#                     on SIGTERM it notes "daemon-term RUN STEP ATTEMPT NAME"
 #   exit=CODE         exit with CODE instead of writing outputs
 # Every declared output (ANNEAL_OUTPUT_<NAME>) gets value.txt: the step id,
 # value, and the value.txt of every input, so data really flows.
@@ -60,7 +69,7 @@ run=${ANNEAL_RUN_ID:?} step=${ANNEAL_STEP_ID:?} att=${ANNEAL_ATTEMPT:?}
 key=$run.$step
 
 dumpenv=0 need='' fail_attempts=0 metric='' garbage=0 barrier='' hold=0 ckpts=0 block=''
-block_at='' pace=0 exit75='' sleep_s=0 term=save value='' exit_code=''
+block_at='' pace=0 exit75='' sleep_s=0 term=save value='' exit_code='' kb=0 close_out=0 daemon=''
 for a in "$@"; do
 	case $a in
 	dumpenv=*) dumpenv=${a#*=} ;;
@@ -80,6 +89,9 @@ for a in "$@"; do
 	term=*) term=${a#*=} ;;
 	value=*) value=${a#*=} ;;
 	exit=*) exit_code=${a#*=} ;;
+	kb=*) kb=${a#*=} ;;
+	close_out=*) close_out=${a#*=} ;;
+	daemon=*) daemon=${a#*=} ;;
 	*) echo "step.sh: unknown option '$a'" >&2; exit 64 ;;
 	esac
 done
@@ -143,6 +155,41 @@ finish() { # CODE
 	exit "$1"
 }
 
+# payload DIR: DIR/data.bin of $kb KiB, or the step fails (disk full).
+payload() {
+	[ "$kb" = 0 ] && return 0
+	if ! head -c "$((kb * 1024))" /dev/zero 2>/dev/null | tr '\000' 'w' >"$1/data.bin" 2>/dev/null ||
+		[ "$(wc -c <"$1/data.bin" 2>/dev/null)" != "$((kb * 1024))" ]; then
+		echo "step.sh: cannot write $1/data.bin ($kb KiB)" >&2
+		note "nospace $run $step $att $1"
+		finish 1
+	fi
+}
+
+if [ "$close_out" = 1 ]; then
+	exec >&- 2>&-
+fi
+if [ -n "$daemon" ]; then
+	dpid=$st/$daemon.pid
+	rm -f "$dpid"
+	# setsid(1) runs in a child of its own here (a job of a
+	# non-interactive shell is no group leader, so it need not fork): the
+	# inner shell is the daemon, in a session and process group of its own.
+	E2E_DLOG=$log E2E_DPID=$dpid E2E_DNOTE="daemon-term $run $step $att $daemon" \
+		setsid sh -c '(
+			trap '\''echo "$E2E_DNOTE" >>"$E2E_DLOG"; exit 0'\'' TERM
+			sh -c '\''echo $PPID'\'' >"$E2E_DPID.tmp"
+			mv "$E2E_DPID.tmp" "$E2E_DPID"
+			while :; do sleep 0.1; done
+		) </dev/null >/dev/null 2>&1 &' &
+	wait_daemon=0
+	while [ ! -s "$dpid" ] && [ "$wait_daemon" -lt 400 ]; do
+		sleep 0.05
+		wait_daemon=$((wait_daemon + 1))
+	done
+	[ -s "$dpid" ] || { note "ERROR $run $step $att daemon never started"; finish 1; }
+fi
+
 # ---- checkpoints and SIGTERM ----------------------------------------------
 busy=0 pending=0
 save_ckpt() { # N
@@ -152,6 +199,7 @@ save_ckpt() { # N
 	mkdir -p "$tmp"
 	echo "$1" >"$tmp/n"
 	echo "weights of $step after $1 steps" >"$tmp/weights"
+	payload "$tmp"
 	# A dir of this number left by a killed copy was never announced.
 	rm -rf "$ANNEAL_CKPT_DIR/ckpt-$1"
 	mv "$tmp" "$ANNEAL_CKPT_DIR/ckpt-$1"
@@ -278,6 +326,7 @@ for var in $outvars; do
 			cat "$idir/value.txt" 2>/dev/null || echo "(input $ivar unreadable)"
 		done
 	} >"$dir/value.txt"
+	payload "$dir"
 done
 echo "bye from $step attempt $att"
 finish 0

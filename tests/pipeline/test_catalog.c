@@ -119,6 +119,14 @@ static void test_catalog__resolve_refs(void **state)
 	assert_int_equal(catalog_tag(st, "student", a1, &e), ERR_INVALID);
 	assert_int_equal(catalog_tag(st, "x@1", a1, &e), ERR_INVALID);
 	assert_int_equal(catalog_tag(st, "abcdef12", a1, &e), ERR_INVALID);
+	/* Aliases follow the rules of names: no path, newline or control byte. */
+	assert_int_equal(catalog_tag(st, "a/b", a1, &e), ERR_INVALID);
+	assert_int_equal(catalog_tag(st, "..", a1, &e), ERR_INVALID);
+	assert_int_equal(catalog_tag(st, "-rf", a1, &e), ERR_INVALID);
+	assert_int_equal(catalog_tag(st, "a\nb", a1, &e), ERR_INVALID);
+	assert_null(strchr(e.msg, '\n'));
+	assert_int_equal(catalog_tag(st, "a\x1b[2Jb", a1, &e), ERR_INVALID);
+	assert_null(strchr(e.msg, '\x1b'));
 	/* digest prefix, content or lineage */
 	assert_int_equal(catalog_get(st, a1, &ai, &e), 0);
 	char prefix[13];
@@ -270,11 +278,52 @@ static void test_catalog__list_latest_and_versions(void **state)
 	free(v);
 }
 
+/* The REF grammar alone (fuzz_ref found refs with control characters
+ * echoed raw into messages, and versions spelled several ways). */
+static void test_catalog__ref_parse(void **state)
+{
+	struct catalog_ref r;
+	struct err e;
+	int64_t id = 0;
+	(void)state;
+	assert_int_equal(catalog_ref_parse("student@12", &r, &e), 0);
+	assert_int_equal(r.form, REF_VERSION);
+	assert_string_equal(r.name, "student");
+	assert_int_equal(r.version, 12);
+	catalog_ref_clear(&r);
+	assert_int_equal(catalog_ref_parse("@student", &r, &e), 0);
+	assert_int_equal(r.form, REF_WORD);
+	assert_string_equal(r.name, "@student");
+	catalog_ref_clear(&r);
+	assert_int_equal(catalog_ref_parse("0123abcd", &r, &e), 0);
+	assert_int_equal(r.form, REF_WORD);
+	assert_int_equal(r.digest_prefix, 1);
+	catalog_ref_clear(&r);
+	assert_int_equal(catalog_ref_parse("0123ABCD", &r, &e), 0);
+	assert_int_equal(r.digest_prefix, 0);
+	catalog_ref_clear(&r);
+	/* One spelling per version: no sign, space or leading zero. */
+	assert_int_equal(catalog_ref_parse("student@+3", &r, &e), ERR_INVALID);
+	assert_null(r.name);
+	assert_int_equal(catalog_ref_parse("student@ 3", &r, &e), ERR_INVALID);
+	assert_int_equal(catalog_ref_parse("student@03", &r, &e), ERR_INVALID);
+	assert_int_equal(catalog_ref_parse("student@0", &r, &e), ERR_INVALID);
+	assert_int_equal(catalog_ref_parse("student@2147483648", &r, &e), ERR_INVALID);
+	assert_int_equal(catalog_ref_parse("student@", &r, &e), ERR_INVALID);
+	assert_int_equal(catalog_ref_parse("", &r, &e), ERR_INVALID);
+	/* A REF's control characters never reach a message raw. */
+	assert_int_equal(catalog_resolve(st, "a\nb\033[31m", &id, &e), ERR_NOTFOUND);
+	assert_string_equal(e.msg, "no artifact 'a\\nb\\x1b[31m'");
+	assert_int_equal(catalog_resolve(st, "a\n@x", &id, &e), ERR_INVALID);
+	assert_string_equal(e.msg, "'a\\n@x': the version after '@' must be a positive number");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_catalog__versions_grow_with_new_content, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_catalog__resolve_refs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_catalog__ref_parse, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_catalog__lineage_walks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_catalog__lineage_digest_chains, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_catalog__intermediates_dedup_by_lineage, setup, teardown),

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/buf.h"
@@ -146,6 +147,92 @@ static void test_events__overlong_line_skipped(void **state)
 	free(p);
 }
 
+/* Nothing past r.limit is read: one warning when the file goes past it,
+ * an unfinished line there dropped, later calls quiet; a reader resumed at
+ * or past the limit reads nothing either. */
+static void test_events__file_limit(void **state)
+{
+	char tmpl[] = "/tmp/anneal-ev-XXXXXX";
+	char *d = mkdtemp(tmpl), *p = fs_join(d, "events.jsonl");
+	const char *line = "{\"event\":\"progress\",\"done\":1}\n";   /* 30 bytes */
+	struct events_reader r;
+	struct seen s = { 0 };
+	struct err e;
+	(void)state;
+	for (int i = 0; i < 10; i++)
+		append(p, line);
+	events_reader_init(&r, p, 0);
+	assert_int_equal(r.limit, EVENTS_FILE_MAX);
+	r.limit = 100;   /* three whole lines and a piece */
+	assert_int_equal(events_read(&r, 0, collect, &s, &e), 0);
+	assert_int_equal(s.n, 4);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(s.type[i], EVT_PROGRESS);
+	assert_int_equal(s.type[3], EVT_WARNING);
+	assert_string_equal(s.text[3], "events file over 0 MiB: the rest of it is not read");
+	assert_int_equal(r.offset, 100);
+	append(p, line);
+	assert_int_equal(events_read(&r, 0, collect, &s, &e), 0);
+	assert_int_equal(s.n, 4);
+	events_reader_clear(&r);
+	/* Exactly at the limit, nothing more: no warning. */
+	events_reader_init(&r, p, 0);
+	r.limit = 30 * 11;
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(events_read(&r, 7, collect, &s, &e), 0);   /* small budget */
+	while (r.offset < r.limit)
+		assert_int_equal(events_read(&r, 7, collect, &s, &e), 0);
+	assert_int_equal(events_read(&r, 7, collect, &s, &e), 0);
+	assert_int_equal(s.n, 11);
+	assert_int_equal(s.type[10], EVT_PROGRESS);
+	events_reader_clear(&r);
+	/* Resumed past the limit (a new driver): silent. */
+	events_reader_init(&r, p, 200);
+	r.limit = 100;
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(events_read(&r, 0, collect, &s, &e), 0);
+	assert_int_equal(s.n, 0);
+	events_reader_clear(&r);
+	fs_remove_tree(d, &e);
+	free(p);
+}
+
+/* A FIFO, a directory or a symlink in place of the file: one warning,
+ * no hang, no error, and nothing read later. */
+static void test_events__not_a_regular_file(void **state)
+{
+	static const char *const why[] = {
+		"the events file is not a regular file: not read",
+		"the events file is not a regular file: not read",
+		"the events file is a symbolic link: not read",
+	};
+	char tmpl[] = "/tmp/anneal-ev-XXXXXX";
+	char *d = mkdtemp(tmpl), *p = fs_join(d, "events.jsonl");
+	struct err e;
+	(void)state;
+	for (int k = 0; k < 3; k++) {
+		struct events_reader r;
+		struct seen s = { 0 };
+
+		if (k == 0)
+			assert_int_equal(mkfifo(p, 0644), 0);
+		else if (k == 1)
+			assert_int_equal(mkdir(p, 0755), 0);
+		else
+			assert_int_equal(symlink("/dev/zero", p), 0);
+		events_reader_init(&r, p, 0);
+		assert_int_equal(events_read(&r, 0, collect, &s, &e), 0);
+		assert_int_equal(events_read(&r, 0, collect, &s, &e), 0);
+		assert_int_equal(s.n, 1);
+		assert_int_equal(s.type[0], EVT_WARNING);
+		assert_string_equal(s.text[0], why[k]);
+		events_reader_clear(&r);
+		assert_int_equal(fs_remove_tree(p, &e), 0);
+	}
+	fs_remove_tree(d, &e);
+	free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -153,6 +240,8 @@ int main(void)
 		cmocka_unit_test(test_events__malformed_become_warnings),
 		cmocka_unit_test(test_events__incremental_partial_lines),
 		cmocka_unit_test(test_events__overlong_line_skipped),
+		cmocka_unit_test(test_events__file_limit),
+		cmocka_unit_test(test_events__not_a_regular_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -424,6 +424,38 @@ static void test_recipe__rejects_cycle_naming_it(void **state)
 			    F ": stages: dependency cycle: a -> a");
 }
 
+/* "@REF" inputs read as a run reads them (fuzz_recipe: "@old@1A" passed
+ * validation, then every run of it failed when the run was recorded). */
+static void test_recipe__rejects_refs_a_run_cannot_resolve(void **state)
+{
+	struct recipe *r;
+	(void)state;
+	assert_string_equal(BAD(one_stage("\"command\": [\"c\"], \"inputs\": {\"m\": \"@old@1A\"}")),
+			    F ": stages[0] (\"a\").inputs.m: must be '@NAME', '@NAME@N', '@ALIAS' or '@DIGEST', not '@old@1A'");
+	assert_string_equal(BAD(one_stage("\"command\": [\"c\"], \"inputs\": {\"m\": \"@old@03\"}")),
+			    F ": stages[0] (\"a\").inputs.m: must be '@NAME', '@NAME@N', '@ALIAS' or '@DIGEST', not '@old@03'");
+	assert_string_equal(BAD(one_stage("\"command\": [\"c\"], \"inputs\": {\"m\": \"@\"}")),
+			    F ": stages[0] (\"a\").inputs.m: must be '@NAME', '@NAME@N', '@ALIAS' or '@DIGEST', not '@'");
+	assert_string_equal(BAD("{\"name\": \"t\", \"stages\": [{\"id\": \"m\", \"kind\": \"merge\","
+				" \"method\": \"linear\", \"models\": [\"@a@0\", \"@b\"]}]}"),
+			    F ": stages[0] (\"m\").models[0]: must be '@NAME', '@NAME@N', '@ALIAS' or '@DIGEST', not '@a@0'");
+	r = load_text(one_stage("\"command\": [\"c\"], \"inputs\": {\"m\": \"@old@12\", \"n\": \"@best\"}"), NULL);
+	assert_string_equal(r->steps[0].inputs[0].ref, "old@12");
+	assert_string_equal(r->steps[0].inputs[1].ref, "best");
+	recipe_free(r);
+}
+
+/* A role or output name is an environment variable, upper-cased: two
+ * that differ in case only would be one ($ANNEAL_INPUT_DATA twice). */
+static void test_recipe__rejects_names_sharing_a_variable(void **state)
+{
+	(void)state;
+	assert_string_equal(BAD(one_stage("\"command\": [\"c\"], \"inputs\": {\"data\": \"@a\", \"DATA\": \"@b\"}")),
+			    F ": stages[0] (\"a\").inputs: roles 'data' and 'DATA' would both be $ANNEAL_INPUT_DATA");
+	assert_string_equal(BAD(one_stage("\"command\": [\"c\"], \"outputs\": {\"Model\": \"checkpoint\", \"x\": \"dataset\", \"mODEL\": \"checkpoint\"}")),
+			    F ": stages[0] (\"a\").outputs: outputs 'Model' and 'mODEL' would both be $ANNEAL_OUTPUT_MODEL");
+}
+
 static char tmpdir[] = "/tmp/test_recipe.XXXXXX";
 
 static void write_file(const char *path, const char *text)
@@ -530,6 +562,8 @@ int main(void)
 		cmocka_unit_test(test_recipe__rejects_unknown_kind),
 		cmocka_unit_test(test_recipe__reports_stage_field_errors_with_path),
 		cmocka_unit_test(test_recipe__rejects_dangling_references),
+		cmocka_unit_test(test_recipe__rejects_refs_a_run_cannot_resolve),
+		cmocka_unit_test(test_recipe__rejects_names_sharing_a_variable),
 		cmocka_unit_test(test_recipe__rejects_cycle_naming_it),
 		cmocka_unit_test(test_recipe__load_refuses_what_is_not_a_recipe_file),
 	};

@@ -527,7 +527,7 @@ static void test_state__create_failure_leaves_no_rows(void **state)
 	err_clear(&err);
 	assert_int_equal(state_run_create(f->st, &rn, &id, &err), ERR_SYSTEM);
 	assert_int_equal(id, -5);
-	assert_non_null(strstr(err.msg, "state database: insert step 'prep': "));
+	assert_non_null(strstr(err.msg, "': insert step 'prep': "));
 	assert_non_null(strstr(err.msg, "UNIQUE"));
 
 	db = raw_open(f->path);
@@ -916,7 +916,7 @@ static void test_state__attempt_end_is_atomic(void **unused)
 
 	err_clear(&err);
 	assert_int_equal(state_attempt_end(st, id, "train", 2, &ae, &err), ERR_SYSTEM);
-	assert_non_null(strstr(err.msg, "state database: insert output 'model'"));
+	assert_non_null(strstr(err.msg, "': insert output 'model'"));
 
 	assert_int_equal(state_steps_info(st, id, &si, &n, &err), 0);
 	t = info_of(si, n, "train");
@@ -1209,16 +1209,16 @@ static void test_state__busy_reports_locked(void **state)
 	state_set_busy_timeout(f->st, 100);
 	t0 = now_mono();
 	err_clear(&err);
-	assert_int_equal(state_run_create(f->st, &rn, &id, &err), ERR_BUSY);
+	assert_int_equal(state_run_create(f->st, &rn, &id, &err), ERR_SYSTEM);
 	assert_true(now_mono() - t0 < 5);
 	assert_int_equal(id, -1);
-	assert_non_null(strstr(err.msg,
-			       "state database is locked by another process ("));
+	assert_non_null(strstr(err.msg, "state database '"));
+	assert_non_null(strstr(err.msg, "' is locked by another process ("));
 	assert_int_equal(state_attempt_begin(f->st, 1, "prep", 1, NULL, &err),
-			 ERR_BUSY);
+			 ERR_SYSTEM);
 	assert_int_equal(state_events_add(f->st, 1, "prep", 1, &ev, 1, -1, &err),
-			 ERR_BUSY);
-	assert_int_equal(state_run_set_state(f->st, 1, RUN_FAILED, &err), ERR_BUSY);
+			 ERR_SYSTEM);
+	assert_int_equal(state_run_set_state(f->st, 1, RUN_FAILED, &err), ERR_SYSTEM);
 
 	/* The environment sets the default for new handles. */
 	setenv("ANNEAL_BUSY_TIMEOUT_MS", "100", 1);
@@ -1226,7 +1226,7 @@ static void test_state__busy_reports_locked(void **state)
 	unsetenv("ANNEAL_BUSY_TIMEOUT_MS");
 	t0 = now_mono();
 	assert_int_equal(state_step_set_state(st2, 1, "prep", STEP_RUNNING, &err),
-			 ERR_BUSY);
+			 ERR_SYSTEM);
 	assert_true(now_mono() - t0 < 5);
 	assert_non_null(strstr(err.msg, "waited 100 ms"));
 

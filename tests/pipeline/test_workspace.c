@@ -125,12 +125,47 @@ static void test_workspace__one_driver_per_run(void **state)
 	workspace_free(ws);
 }
 
+/* .anneal/ and the store are 0700; one writable by every user is
+ * refused by find and init (naming the path and the fix), one writable by
+ * its group is accepted (a warning). */
+static void test_workspace__modes(void **state)
+{
+	struct workspace *ws = NULL;
+	char *a = fs_join(dir, ".anneal"), *store = fs_join(dir, ".anneal/store");
+	struct stat st;
+	struct err e;
+	(void)state;
+	assert_int_equal(workspace_init(dir, &ws, &e), 0);
+	workspace_free(ws);
+	assert_int_equal(stat(a, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0700);
+	assert_int_equal(stat(store, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0700);
+	const char *const paths[] = { a, store };
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(chmod(paths[i], 0777), 0);
+		assert_int_equal(workspace_find(dir, &ws, &e), ERR_INVALID);
+		assert_null(ws);
+		assert_non_null(strstr(e.msg, "is writable by every user (mode 0777): run 'chmod o-w "));
+		assert_non_null(strstr(e.msg, paths[i]));
+		assert_int_equal(workspace_init(dir, &ws, &e), ERR_INVALID);
+		assert_int_equal(chmod(paths[i], 0770), 0);
+		assert_int_equal(workspace_find(dir, &ws, &e), 0);
+		workspace_free(ws);
+		ws = NULL;
+		assert_int_equal(chmod(paths[i], 0700), 0);
+	}
+	free(store);
+	free(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_workspace__init_then_found_from_below, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_workspace__config, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_workspace__one_driver_per_run, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_workspace__modes, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

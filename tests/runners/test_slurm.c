@@ -432,6 +432,65 @@ static void test_slurm__sbatch_argv_golden(void **state)
 	buf_free(&b);
 }
 
+/* Recipe-given Slurm options with shell and sbatch syntax in them stay one
+ * argv word each (no shell reads them), and nothing a step's argv or
+ * environment holds can become an #SBATCH directive of the script. */
+static void test_slurm__hostile_options_stay_words(void **state)
+{
+	char *extra[] = { "--comment=x\n#SBATCH --wrap=id", "$(id)", NULL };
+	char *argv[] = { "/bin/true", "\n#SBATCH --wrap='touch /tmp/x'\n", NULL };
+	char *envp[] = { "V=\n#SBATCH --uid=0\n", NULL };
+	struct slurm_options o;
+	struct job_spec spec;
+	struct strv sv = STRV_INIT, plain = STRV_INIT;
+	struct buf b = BUF_INIT;
+	struct err err;
+
+	memset(&o, 0, sizeof(o));
+	o.gres = "npu";
+	o.signal_grace_s = 30;
+	memset(&spec, 0, sizeof(spec));
+	spec.run_id = "1";
+	spec.step_id = "s";
+	spec.cwd = "/w";
+	spec.attempt_dir = "/w/a";
+	slurm_sbatch_argv(&o, &spec, "/w/a/slurm.sh", &plain);
+	o.partition = "gpu --wrap=id";
+	o.account = "a\nb; rm -rf /";
+	o.qos = "`id` $(id) 'q'";
+	o.sbatch_extra = extra;
+	slurm_sbatch_argv(&o, &spec, "/w/a/slurm.sh", &sv);
+	/* The plain argv, plus exactly one word per option given. */
+	assert_int_equal(sv.n, plain.n + 5);
+	assert_string_equal(sv.v[8], "--partition=gpu --wrap=id");
+	assert_string_equal(sv.v[9], "--account=a\nb; rm -rf /");
+	assert_string_equal(sv.v[10], "--qos=`id` $(id) 'q'");
+	assert_string_equal(sv.v[sv.n - 3], extra[0]);
+	assert_string_equal(sv.v[sv.n - 2], extra[1]);
+	assert_string_equal(sv.v[sv.n - 1], "/w/a/slurm.sh");
+	spec.argv = argv;
+	spec.envp = envp;
+	/* sbatch reads #SBATCH lines only up to the first command line; that
+	 * line is anneal's own, before any value a recipe or step gave (a
+	 * quoted newline may start a later line with "#SBATCH": ignored). */
+	for (int k = 0; k < 2; k++) {
+		const char *l;
+
+		buf_init(&b);
+		if (k == 1) {
+			spec.envp = NULL;
+			spec.cwd = "/w\n#SBATCH --uid=0\n";
+		}
+		assert_int_equal(slurm_batch_script(&spec, NULL, &b, &err), 0);
+		for (l = b.ptr; *l == '#' || *l == '\n'; l = strchr(l, '\n') + 1)
+			assert_false(!strncmp(l, "#SBATCH", 7));
+		assert_true(!strncmp(l, k ? "cd -- '/w\n" : "export 'V'='\n", k ? 9 : 13));
+		buf_free(&b);
+	}
+	strv_free(&sv);
+	strv_free(&plain);
+}
+
 /* ---- the words Slurm prints -------------------------------------------------- */
 
 static void test_slurm__state_names(void **state)
@@ -1726,6 +1785,7 @@ int main(int argc, char **argv)
 		T(test_slurm__batch_script_bad_cwd_exits_126),
 		T(test_slurm__batch_script_golden),
 		T(test_slurm__sbatch_argv_golden),
+		T(test_slurm__hostile_options_stay_words),
 		T(test_slurm__state_names),
 		T(test_slurm__exit_codes),
 		T(test_slurm__sbatch_output),

@@ -203,7 +203,7 @@ static void test_exec__rejects_bad_inputs_and_outputs(void **state)
 	assert_string_equal(err_of("\"command\": [\"a\"], \"inputs\": [\"p.d\"]"),
 			    W ".inputs: must be an object, not array");
 	assert_string_equal(err_of("\"command\": [\"a\"], \"inputs\": {\"a-b\": \"p.d\"}"),
-			    W ".inputs: invalid role 'a-b' (use letters, digits and '_')");
+			    W ".inputs: invalid role 'a-b' (1 to 63 letters, digits and '_')");
 	assert_string_equal(err_of("\"command\": [\"a\"], \"inputs\": {\"d\": \"p\"}"),
 			    W ".inputs.d: must be 'stage.output' or '@ARTIFACT', not 'p'");
 	assert_string_equal(err_of("\"command\": [\"a\"], \"inputs\": {\"d\": \".x\"}"),
@@ -213,7 +213,7 @@ static void test_exec__rejects_bad_inputs_and_outputs(void **state)
 	assert_string_equal(err_of("\"command\": [\"a\"], \"inputs\": {\"d\": 1}"),
 			    W ".inputs.d: must be a string, not number");
 	assert_string_equal(err_of("\"command\": [\"a\"], \"outputs\": {\"m.x\": \"checkpoint\"}"),
-			    W ".outputs: invalid output name 'm.x' (use letters, digits and '_')");
+			    W ".outputs: invalid output name 'm.x' (1 to 63 letters, digits and '_')");
 	assert_string_equal(err_of("\"command\": [\"a\"], \"outputs\": {\"m\": \"chekpoint\"}"),
 			    W ".outputs.m: unknown artifact type 'chekpoint' (did you mean 'checkpoint'?)");
 	assert_string_equal(err_of("\"command\": [\"a\"], \"outputs\": {\"m\": \"weights\"}"),
