@@ -4,7 +4,11 @@
 #   make demo       run the demonstration recipe (installs missing deps as root)
 #   make test       unit tests (CMocka) + end-to-end scripts
 #   make test SAN=1 the same under ASan+UBSan (build-san/)
+#   make test-slurm the Slurm runner against a real single-node cluster (root)
+#   make test-valgrind  the end-to-end subset under valgrind memcheck
 #   make torture    crash torture (TORTURE=short: the CI version)
+#   make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each (clang)
+#   make bench      benchmarks against ninja, Snakemake, openssl, NumPy, sbatch
 #   make install PREFIX=/usr/local
 #
 # Every module's sources are found by wildcard: add a .c file, it is built.

@@ -1247,7 +1247,9 @@ static int read_json(struct reader *r, const char *show, uint64_t size, struct e
 			       "entry '%s': %" PRIu64 " bytes, over the limit of %" PRIu64, show,
 			       size, max);
 	buf_init(&b);
-	buf_grow(&b, (size_t)size + 1);
+	/* The size is the archive's word: grow with the bytes that come
+	 * rather than trust it with the whole allowance up front. */
+	buf_grow(&b, (size_t)(size < (1u << 20) ? size : (1u << 20)) + 1);
 	ret = read_data(r, show, size, sink_buf, &b, err);
 	if (!ret)
 		ret = doc_parse(b.ptr, b.len, &r->doc, err);

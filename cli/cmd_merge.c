@@ -12,12 +12,14 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "artifacts/merge.h"
 #include "artifacts/merge_run.h"
@@ -158,6 +160,20 @@ static int holds_stored_files(struct store *s, const struct manifest *m,
 		free(f);
 	}
 	return ok;
+}
+
+/* How an input is named in the output's metadata: as given, except that
+ * an absolute path under the current directory is named relative to it.
+ * A merge step runs in the workspace root and gets its inputs as absolute
+ * paths; naming them from there keeps the output's bytes (and digest)
+ * the same wherever the workspace lives. Returns a pointer into arg. */
+static const char *label_for(const char *arg, const char *cwd)
+{
+	size_t n = strlen(cwd);
+
+	if (arg[0] == '/' && n > 1 && !strncmp(arg, cwd, n) && arg[n] == '/' && arg[n + 1])
+		return arg + n + 1;
+	return arg;
 }
 
 static int resolve(struct resolver *rv, const char *what, const char *arg,
@@ -303,6 +319,7 @@ int cmd_merge(struct cli *cli, int argc, char **argv)
 	const char *method = NULL, *base_arg = NULL;
 	char *base_ref = NULL;
 	char **refs = NULL;
+	char cwd[PATH_MAX];
 	uint64_t seed = 0, shard = MERGE_RUN_DEFAULT_SHARD;
 	enum merge_method m;
 	struct err err;
@@ -403,6 +420,8 @@ int cmd_merge(struct cli *cli, int argc, char **argv)
 			goto fail;
 	}
 
+	if (!getcwd(cwd, sizeof(cwd)))
+		cwd[0] = '\0';
 	models = xcalloc(margs.n, sizeof(*models));
 	refs = xcalloc(margs.n, sizeof(*refs));
 	for (size_t i = 0; i < margs.n; i++) {
@@ -410,7 +429,7 @@ int cmd_merge(struct cli *cli, int argc, char **argv)
 		if ((rc = split_weight(margs.v[i], &refs[i], &models[i].weight, &has_w, &err)))
 			goto fail;
 		any_weight |= has_w;
-		models[i].label = refs[i];
+		models[i].label = label_for(refs[i], cwd);
 	}
 	if (any_weight && (m == MERGE_SLERP || m == MERGE_MODEL_STOCK)) {
 		rc = err_set(&err, ERR_INVALID, "method '%s' takes no model weights (slerp "
@@ -423,7 +442,7 @@ int cmd_merge(struct cli *cli, int argc, char **argv)
 	o.base = base_arg ? &base : NULL;
 	o.threads = (int)threads;
 	o.max_shard_bytes = shard;
-	base.label = base_arg;
+	base.label = base_arg ? label_for(base_arg, cwd) : NULL;
 	base.path = base_arg;
 	/* What can be refused without reading anything, before a checkout. */
 	if ((rc = merge_run_check(&o, &err)))

@@ -64,6 +64,14 @@ engine_pid() {
 	return 1
 }
 
+# digests DIR: "ref digest" of every artifact in workspace DIR, one a line.
+digests() {
+	inw "$1" ls --json | "$PY" -c '
+import json, sys
+for a in json.load(sys.stdin):
+    print(a["ref"], a["digest"])'
+}
+
 # sjd DIR RUN EXPR: sj in workspace DIR.
 sjd() {
 	(cd "$1" && sj "$2" "$3")
@@ -126,6 +134,10 @@ assert_eq "B: every step succeeded" true "$(sj 1 'all(x["state"] == "succeeded" 
 assert_eq "B: one attempt per step" true "$(sj 1 'all(x["attempts"] == 1 for x in d["steps"])')"
 cd "$WS"
 assert_eq "B: final digest equals the uninterrupted run's" "$FINAL" "$(digest "$WS/B" pangu-embedded)"
+# Every output, merges included, is the same bytes in another workspace
+# (a merge names its inputs relative to the workspace, not by where it is).
+assert_eq "B: every artifact's digest equals the uninterrupted run's" \
+	"$(digests "$WS/A")" "$(digests "$WS/B")"
 pass "anneal kill -9'd during pretrain, distill.2 and dual: resumed, same final model"
 
 # ---- 4. the engine kill -9'd mid-step --------------------------------------------------
