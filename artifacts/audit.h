@@ -44,7 +44,7 @@ void audit_report_clear(struct audit_report *r);
 
 /* Adds notes for leftovers of writers that died between two syscalls:
  * partial checkouts (store/checkouts/ *.anneal-tmp.*), import staging
- * directories, and ingest's temporary links (.NAME.anneal-link.*) in the
+ * directories, and ingest's temporary links (.anneal-link.PID.RANDOM) in the
  * work dirs under runs/. dir is the workspace's .anneal. */
 void audit_temp_files(const char *dir, struct audit_report *r);
 

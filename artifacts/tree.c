@@ -442,6 +442,24 @@ static int open_under(const char *top, const char *path, int *dirfd,
 	return 0;
 }
 
+/* Opens the directory NAME (relative to DIRFD, never through a link) as
+ * the scan's root and walks it; PATH is how messages name it. */
+static int walk_root(struct walk *w, struct scan *sc, int dirfd, const char *name,
+		     const char *path, struct err *err)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0)
+		return err_sys(err, errno, "cannot open '%s'", path);
+	sc->rootfd = dup(fd);   /* the walk's copy is closed by closedir */
+	if (sc->rootfd < 0) {
+		int e = errno;
+		close(fd);
+		return err_sys(err, e, "cannot open '%s'", path);
+	}
+	return walk_dir(w, fd, "", err);
+}
+
 int tree_scan(const char *path, int nthreads, const struct tree_hooks *hooks,
 	      struct manifest *out, struct err *err)
 {
@@ -478,18 +496,7 @@ int tree_scan_under(const char *top, const char *path, int nthreads,
 		sc.rootfd = topfd;
 		topfd = -1;
 	} else if (S_ISDIR(st.st_mode) && top) {
-		int fd = openat(topfd, last, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0) {
-			rc = err_sys(err, errno, "cannot open '%s'", path);
-			goto done;
-		}
-		sc.rootfd = dup(fd);   /* the walk's copy is closed by closedir */
-		if (sc.rootfd < 0) {
-			rc = err_sys(err, errno, "cannot open '%s'", path);
-			close(fd);
-			goto done;
-		}
-		rc = walk_dir(&w, fd, "", err);
+		rc = walk_root(&w, &sc, topfd, last, path, err);
 		if (rc)
 			goto done;
 	} else if (S_ISREG(st.st_mode)) {
@@ -507,18 +514,7 @@ int tree_scan_under(const char *top, const char *path, int nthreads,
 		if (rc)
 			goto done;
 	} else if (S_ISDIR(st.st_mode)) {
-		int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0) {
-			rc = err_sys(err, errno, "cannot open '%s'", path);
-			goto done;
-		}
-		sc.rootfd = dup(fd);   /* the walk's copy is closed by closedir */
-		if (sc.rootfd < 0) {
-			rc = err_sys(err, errno, "cannot open '%s'", path);
-			close(fd);
-			goto done;
-		}
-		rc = walk_dir(&w, fd, "", err);
+		rc = walk_root(&w, &sc, AT_FDCWD, path, path, err);
 		if (rc)
 			goto done;
 	} else if (S_ISLNK(st.st_mode)) {

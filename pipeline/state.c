@@ -6,7 +6,7 @@
  * WAL (readers never block the writer), synchronous=NORMAL (a commit is a
  * WAL append, no fsync; durable at the next checkpoint, which is what WAL
  * with NORMAL promises: never corrupt, at worst the last commits lost on
- * power failure), and every statement prepared once per connection and
+ * power failure; ANNEAL_SYNCHRONOUS=full fsyncs every commit), and every statement prepared once per connection and
  * kept on struct state, so the per-step cost is a few sqlite3_step calls.
  *
  * Every write is BEGIN IMMEDIATE ... COMMIT: taking the write lock up front
@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -923,6 +924,24 @@ static int busy_ms_from_env(int *out, struct err *err)
 	return 0;
 }
 
+/* PRAGMA synchronous: NORMAL unless ANNEAL_SYNCHRONOUS says FULL (a
+ * commit fsyncs the WAL: a power cut loses no committed transaction, at
+ * one fsync per transaction, a few per step). */
+static int synchronous_from_env(const char **out, struct err *err)
+{
+	const char *v = getenv("ANNEAL_SYNCHRONOUS");
+
+	*out = "PRAGMA synchronous = NORMAL";
+	if (!v || !*v || !strcasecmp(v, "normal"))
+		return 0;
+	if (!strcasecmp(v, "full")) {
+		*out = "PRAGMA synchronous = FULL";
+		return 0;
+	}
+	return err_set(err, ERR_INVALID, "environment variable 'ANNEAL_SYNCHRONOUS':"
+		       " expected 'normal' or 'full', not '%s'", v);
+}
+
 static int is_memory(const char *path)
 {
 	return !*path || !strcmp(path, ":memory:");
@@ -932,11 +951,14 @@ int state_open(const char *path, struct state **out, struct err *err)
 {
 	struct state *st = xcalloc(1, sizeof(*st));
 	sqlite3_stmt *s = NULL;
+	const char *sync_sql;
 	int rc, ret;
 
 	*out = NULL;
 	st->path = xstrdup(path);
 	ret = busy_ms_from_env(&st->busy_ms, err);
+	if (!ret)
+		ret = synchronous_from_env(&sync_sql, err);
 	if (ret)
 		goto done;
 	rc = sqlite3_open_v2(path, &st->db,
@@ -981,8 +1003,7 @@ int state_open(const char *path, struct state **out, struct err *err)
 		sqlite3_finalize(s);
 		s = NULL;
 	}
-	ret = exec_sql(st, path, "PRAGMA synchronous = NORMAL",
-		       "set synchronous", err);
+	ret = exec_sql(st, path, sync_sql, "set synchronous", err);
 	if (ret == 0)
 		ret = exec_sql(st, path, "PRAGMA foreign_keys = ON",
 			       "enable foreign keys", err);

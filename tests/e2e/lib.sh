@@ -83,6 +83,10 @@ e2e_cleanup() {
 			kill -9 "$pid" 2>/dev/null || :
 		done
 	done
+	# What on_tmpfs mounted, innermost first, before $T goes.
+	for m in $E2E_MOUNTS; do
+		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || :
+	done
 	if [ "${E2E_KEEP:-0}" = 1 ]; then
 		echo "  (workspace kept: $T)" >&2
 	else
@@ -94,6 +98,26 @@ e2e_cleanup() {
 trap e2e_cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# ---- small file systems ---------------------------------------------------------
+
+# on_tmpfs DIR SIZE [MODE]: DIR (its contents kept) becomes a tmpfs of SIZE
+# (mode 0700 unless given), unmounted at exit. Needs root: where a tmpfs
+# cannot be mounted the test prints SKIP and exits 0.
+E2E_MOUNTS=
+on_tmpfs() {
+	mkdir -p "$1"
+	rm -rf "$1.keep"
+	cp -a "$1" "$1.keep"
+	if ! mount -t tmpfs -o "size=$2,mode=${3:-0700}" tmpfs "$1" 2>"$T/mount.err"; then
+		echo "SKIP [$TEST_NAME]: cannot mount a tmpfs ($(cat "$T/mount.err")); needs root"
+		rm -rf "$1.keep"
+		exit 0
+	fi
+	E2E_MOUNTS="$1 $E2E_MOUNTS"
+	cp -a "$1.keep/." "$1/"
+	rm -rf "$1.keep"
+}
 
 # ---- failing and asserting --------------------------------------------------
 

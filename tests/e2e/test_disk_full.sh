@@ -19,37 +19,6 @@
 # roomy disk. Needs root (mount); prints SKIP where tmpfs cannot be mounted.
 . "$(dirname "$0")/lib.sh"
 
-mounts=
-df_cleanup() {
-	st=$?
-	for round in 1 2; do
-		for pid in $(e2e_procs); do
-			kill -9 "$pid" 2>/dev/null || :
-		done
-	done
-	for m in $mounts; do
-		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || :
-	done
-	(exit "$st")
-	e2e_cleanup
-}
-trap df_cleanup EXIT
-
-# on_tmpfs DIR SIZE: DIR (its contents kept) becomes a tmpfs of SIZE.
-on_tmpfs() {
-	mkdir -p "$1"
-	rm -rf "$1.keep"
-	cp -a "$1" "$1.keep"
-	if ! mount -t tmpfs -o "size=$2,mode=0700" tmpfs "$1" 2>"$T/mount.err"; then
-		echo "SKIP [$TEST_NAME]: cannot mount a tmpfs ($(cat "$T/mount.err")); needs root"
-		rm -rf "$1.keep"
-		exit 0
-	fi
-	mounts="$1 $mounts"
-	cp -a "$1.keep/." "$1/"
-	rm -rf "$1.keep"
-}
-
 # fill DIR KIB: a filler file leaves about KIB KiB free on DIR's fs (0:
 # none at all: written until ENOSPC).
 fill() {

@@ -12,22 +12,6 @@
 #     database and "Read-only file system"; remounted read-write, it runs.
 . "$(dirname "$0")/lib.sh"
 
-mounts=
-uw_cleanup() {
-	st=$?
-	for round in 1 2; do
-		for pid in $(e2e_procs); do
-			kill -9 "$pid" 2>/dev/null || :
-		done
-	done
-	for m in $mounts; do
-		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || :
-	done
-	(exit "$st")
-	e2e_cleanup
-}
-trap uw_cleanup EXIT
-
 one_line() { # WHAT FILE
 	[ "$(wc -l <"$2")" = 1 ] || fail "$1: expected one line on stderr, saw:
 $(sed 's/^/  | /' "$2")"
@@ -88,11 +72,7 @@ fi
 # ---- a read-only file system ---------------------------------------------------------
 RO=$T/ro
 mkdir -p "$RO/e2e" "$RO/.anneal"
-if ! mount -t tmpfs -o size=8m,mode=0700 tmpfs "$RO/.anneal" 2>"$T/mount.err"; then
-	echo "SKIP [$TEST_NAME]: cannot mount a tmpfs ($(cat "$T/mount.err"))"
-	exit 0
-fi
-mounts="$RO/.anneal"
+on_tmpfs "$RO/.anneal" 8m
 cd "$RO"
 WS=$RO LOG=$RO/e2e/starts.log
 touch "$LOG"

@@ -26,6 +26,7 @@
 #include "base/err.h"
 #include "base/util.h"
 #include "pipeline/state.h"
+#include "pipeline/state_internal.h"
 
 /* ---- fixtures ----------------------------------------------------------- */
 
@@ -134,17 +135,19 @@ static void plan3(struct step s[3])
 {
 	static char *prep_argv[] = { "python3", "prep.py", "--out", "${outputs.data}", NULL };
 	static struct env_var prep_env[] = { { "Z_LAST", "1" }, { "A_FIRST", "x y" } };
-	static struct step_output prep_out[] = { { "data", ART_DATASET } };
+	static struct step_output prep_out[] = { { .name = "data", .type = ART_DATASET } };
 	static char *train_argv[] = { "engine", "train", "--lr=${params.lr}", NULL };
-	static struct step_input train_in[] = { { "data", "prep", "data" } };
-	static struct step_output train_out[] = { { "model", ART_CHECKPOINT } };
+	static struct step_input train_in[] = { { .role = "data", .from_step = "prep", .from_output = "data" } };
+	static struct step_output train_out[] = { { .name = "model", .type = ART_CHECKPOINT } };
 	static char *train_after[] = { "prep" };
 	static char *eval_argv[] = { "engine", "eval", NULL };
 	static struct step_input eval_in[] = {
-		{ "model", "train", "model" }, { "data", "prep", "data" },
+		{ .role = "model", .from_step = "train", .from_output = "model" },
+		{ .role = "data", .from_step = "prep", .from_output = "data" },
 	};
 	static struct step_output eval_out[] = {
-		{ "report", ART_REPORT }, { "samples", ART_DATASET },
+		{ .name = "report", .type = ART_REPORT },
+		{ .name = "samples", .type = ART_DATASET },
 	};
 
 	memset(s, 0, 3 * sizeof(*s));
@@ -415,6 +418,28 @@ static void test_state__bad_busy_env_rejected(void **unused)
 	unsetenv("ANNEAL_BUSY_TIMEOUT_MS");
 }
 
+/* NORMAL by default; ANNEAL_SYNCHRONOUS=full makes every commit fsync
+ * (PRAGMA synchronous reads 1 and 2); anything else is refused. */
+static void test_state__synchronous_from_env(void **state)
+{
+	struct fx *f = *state;
+	struct state *st = NULL;
+	struct err err;
+
+	unsetenv("ANNEAL_SYNCHRONOUS");
+	f = fx_open(state);
+	assert_int_equal(raw_int(state_sqlite(f->st), "PRAGMA synchronous"), 1);
+	state_close(f->st);
+	setenv("ANNEAL_SYNCHRONOUS", "full", 1);
+	assert_int_equal(state_open(f->path, &f->st, &err), 0);
+	assert_int_equal(raw_int(state_sqlite(f->st), "PRAGMA synchronous"), 2);
+	setenv("ANNEAL_SYNCHRONOUS", "off", 1);
+	assert_int_equal(state_open(":memory:", &st, &err), ERR_INVALID);
+	assert_null(st);
+	assert_non_null(strstr(err.msg, "ANNEAL_SYNCHRONOUS"));
+	unsetenv("ANNEAL_SYNCHRONOUS");
+}
+
 /* anneal spawns steps: the database must not leak into them. */
 static void test_state__fds_close_on_exec(void **state)
 {
@@ -548,7 +573,7 @@ static void test_state__create_1000_steps_fast(void **state)
 	char **keys = xcalloc(N, sizeof(*keys));
 	char *argv_tmpl[] = { "engine", "train", "--seed", "7", "--out", "x", NULL };
 	struct env_var env[] = { { "A", "1" }, { "B", "2" } };
-	struct step_output outs[] = { { "model", ART_CHECKPOINT } };
+	struct step_output outs[] = { { .name = "model", .type = ART_CHECKPOINT } };
 	struct step_input *ins = xcalloc(N, sizeof(*ins));
 	struct run_new rn = { .recipe_name = "big", .runner = "local", .steps = s,
 			      .nsteps = N, .cache_keys = (const char *const *)keys };
@@ -570,7 +595,8 @@ static void test_state__create_1000_steps_fast(void **state)
 		s[i].res.cpus = 1;
 		keys[i] = xasprintf("key%zu", i);
 		if (i) {
-			ins[i] = (struct step_input){ "init", s[i - 1].id, "model" };
+			ins[i] = (struct step_input){ .role = "init", .from_step = s[i - 1].id,
+						    .from_output = "model" };
 			s[i].inputs = &ins[i];
 			s[i].ninputs = 1;
 		}
@@ -1304,6 +1330,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_state__newer_schema_refused,
 						setup_dir, teardown_dir),
 		cmocka_unit_test(test_state__bad_busy_env_rejected),
+		cmocka_unit_test_setup_teardown(test_state__synchronous_from_env,
+						setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_state__fds_close_on_exec,
 						setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_state__create_and_load_roundtrip,

@@ -35,7 +35,8 @@ static int teardown(void **state)
 
 static struct stage_ctx make_ctx(void)
 {
-	struct stage_ctx ctx = { "r.json", params, NULL, { 2, 1, 0, 100 } };
+	struct stage_ctx ctx = { .file = "r.json", .params = params,
+		.defaults = { .cpus = 2, .gpus = 1, .mem_mb = 100 } };
 	return ctx;
 }
 

@@ -20,7 +20,7 @@
 
 static int run(const char *text, struct stage_out *out, struct err *err)
 {
-	struct stage_ctx ctx = { "r.json", NULL, NULL, { 2, 0, 0, 0 } };
+	struct stage_ctx ctx = { .file = "r.json", .defaults = { .cpus = 2 } };
 	const struct stage_kind *k = stage_kind_find("merge");
 	struct jnode *obj = NULL;
 	int rc;
