@@ -13,7 +13,8 @@
 #
 # The subset: scripts that drive most of anneal's commands (run, resume,
 # cache, add/ls/show/tag, lineage, export/import, audit, merge, logs,
-# status) without long waits: memcheck runs anneal 20-50x slower (a step's
+# status, and the refusals of hostile names, params and bundles) without
+# long waits: memcheck runs anneal 20-50x slower (a step's
 # own time is unchanged: the engine and the shim are not traced), so the
 # rest (gc, retries, crash_resume, the Pangu recipe) would take too long for
 # CI; `sh tests/valgrind/run.sh NAME...` runs any of them by hand.
@@ -21,7 +22,8 @@ set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-SUBSET="cache artifacts bundles provenance status events logs merge_stage env"
+SUBSET="cache artifacts bundles provenance status events logs merge_stage env
+	hostile permissions"
 command -v valgrind >/dev/null 2>&1 || {
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 		apt-get update -q -o DPkg::Lock::Timeout=300 >/dev/null &&
