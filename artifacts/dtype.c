@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "artifacts/vec.h"
 #include "base/err.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -206,27 +207,6 @@ uint16_t f64_to_bf16(double d)
  * NO_CONTRACT), so no clone rounds differently from the plain one. */
 #define BLOCK 64
 
-/* Product then sum, each rounded: never contracted into a fused
- * multiply-add, whatever the language mode (-std=gnu* turns contraction
- * on in gcc) or the ISA of a clone (AVX-512F and FMA have them). */
-#if defined(__GNUC__) && !defined(__clang__)
-#define NO_CONTRACT __attribute__((optimize("fp-contract=off")))
-#else
-#define NO_CONTRACT
-#endif
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#endif
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-	defined(__has_attribute) && !defined(ANNEAL_NO_CLONES)
-#if __has_attribute(target_clones)
-#define CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
-#endif
-#endif
-#ifndef CLONES
-#define CLONES
-#endif
 
 #define BULK(fn, stype, dtype, each)                                       \
 	static __attribute__((noinline)) CLONES NO_CONTRACT void            \

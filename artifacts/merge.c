@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "artifacts/dtype.h"
+#include "artifacts/vec.h"
 #include "base/buf.h"
 #include "base/err.h"
 #include "base/hash.h"
@@ -72,32 +73,9 @@
 /* The chunk kernels are inlined twice: once with n = CHUNK, a constant. */
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 
-/* Same bits from gcc and clang: no fused multiply-add unless written
- * (gcc's -std=c11 already leaves contraction off; NO_CONTRACT keeps it
- * off in the clones below, whose ISAs have fused multiply-adds, whatever
- * the language mode). */
-#ifdef __clang__
-#pragma STDC FP_CONTRACT OFF
-#endif
-#if defined(__GNUC__) && !defined(__clang__)
-#define NO_CONTRACT __attribute__((optimize("fp-contract=off")))
-#else
-#define NO_CONTRACT
-#endif
-
-/* On x86-64 the sparsifying methods' kernel (gta) is also compiled for
- * AVX2 and AVX-512, picked at load time by what the CPU has: the same
- * operations in the same order on wider vectors, so the same bits (the
- * tests compare every method with reference results). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-	defined(__has_attribute) && !defined(ANNEAL_NO_CLONES)
-#if __has_attribute(target_clones)
-#define CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
-#endif
-#endif
-#ifndef CLONES
-#define CLONES
-#endif
+/* The sparsifying methods' kernel (gta) is compiled CLONES and
+ * NO_CONTRACT (artifacts/vec.h): the same bits from gcc and clang, on any
+ * x86-64. */
 
 /* ---- methods and parameters ---------------------------------------- */
 
@@ -849,27 +827,7 @@ static ALWAYS_INLINE int32_t stream_block(const unsigned char *x,
 		pk->full = 1;
 		return bad;
 	}
-	{
-		float *restrict sel = pk->sel;
-		size_t c = pk->nc, j = 0;
-		for (; j + GROUP <= n; j += GROUP) {
-			uint64_t any[GROUP / 8], or = 0;
-			memcpy(any, flag + j, GROUP);
-			for (size_t k = 0; k < GROUP / 8; k++)
-				or |= any[k];
-			if (!or)
-				continue;
-			for (size_t k = j; k < j + GROUP; k++) {
-				sel[c] = blk[k];
-				c += flag[k];
-			}
-		}
-		for (; j < n; j++) {
-			sel[c] = blk[j];
-			c += flag[j];
-		}
-		pk->nc = c;
-	}
+	pk->nc = compact_flagged_f32(pk->sel, pk->nc, blk, flag, n);
 	return bad;
 }
 
@@ -1646,6 +1604,37 @@ int merge_tensor_stream(const struct merge_spec *spec, const char *name,
 
 #define T MERGE_T
 
+/* Appends to sel[c..] the blk[k] whose flag[k] is 1 (flags are 0 or 1) and
+ * returns the new count. Branch-free within a group: the flagged values
+ * are few and scattered, so a branch on each would mispredict; but groups
+ * of GROUP with none flagged (about half of them) are skipped, GROUP flags
+ * tested at once. */
+static ALWAYS_INLINE size_t MERGE_FN(compact_flagged)(T *restrict sel, size_t c,
+						      const T *restrict blk,
+						      const unsigned char *restrict flag,
+						      size_t n)
+{
+	size_t j = 0;
+
+	for (; j + GROUP <= n; j += GROUP) {
+		uint64_t any[GROUP / 8], or = 0;
+		memcpy(any, flag + j, GROUP);
+		for (size_t k = 0; k < GROUP / 8; k++)
+			or |= any[k];
+		if (!or)
+			continue;
+		for (size_t k = j; k < j + GROUP; k++) {
+			sel[c] = blk[k];
+			c += flag[k];
+		}
+	}
+	for (; j < n; j++) {
+		sel[c] = blk[j];
+		c += flag[j];
+	}
+	return c;
+}
+
 /* Names the first non-finite value for the error: base, then each input,
  * then a task vector that overflows although both sides are finite. */
 static int MERGE_FN(refuse_nonfinite)(const char *name, enum merge_method m,
@@ -1846,30 +1835,8 @@ static ALWAYS_INLINE MASK MERGE_FN(bracket_block)(const T *restrict x,
 		above += (MASK)(m > hi);
 	}
 	*c_hi += (size_t)above;
-	if (in > 0 && !bad) {
-		/* Branch-free within a group: inside values are few and
-		 * scattered, so a branch on each would mispredict; but the
-		 * groups of GROUP with none inside (about half of them) are skipped,
-		 * GROUP flags tested at once. */
-		size_t c = *nc, j = 0;
-		for (; j + GROUP <= n; j += GROUP) {
-			uint64_t any[GROUP / 8], or = 0;
-			memcpy(any, flag + j, GROUP);
-			for (size_t k = 0; k < GROUP / 8; k++)
-				or |= any[k];
-			if (!or)
-				continue;
-			for (size_t k = j; k < j + GROUP; k++) {
-				sel[c] = blk[k];
-				c += flag[k];
-			}
-		}
-		for (; j < n; j++) {
-			sel[c] = blk[j];
-			c += flag[j];
-		}
-		*nc = c;
-	}
+	if (in > 0 && !bad)
+		*nc = MERGE_FN(compact_flagged)(sel, *nc, blk, flag, n);
 	return bad;
 }
 

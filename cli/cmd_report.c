@@ -113,6 +113,17 @@ static const struct row *row_of_step(const struct row *rows, size_t n, const cha
 	return NULL;
 }
 
+/* How a report names a merge's input: by the row of the checkpoint it is
+ * (*p: that row), else by its step or REF (*p: NULL). */
+static const char *merge_input(const struct step_input *in, const struct row *rows,
+			       size_t n, const struct row **p)
+{
+	*p = in->from_step ? row_of_step(rows, n, in->from_step) : NULL;
+	if (*p)
+		return (*p)->label;
+	return in->from_step ? in->from_step : in->ref;
+}
+
 static int load_rows(struct state *st, const struct step *steps, size_t nsteps,
 		     const struct step_info *si, size_t ninfo, struct row **out,
 		     size_t *nout, struct err *err)
@@ -250,10 +261,9 @@ static void print_text(const struct step *steps, size_t nsteps,
 
 				if (!in->has_weight)
 					continue;
-				p = in->from_step ? row_of_step(rows, n, in->from_step) : NULL;
 				buf_printf(&b, "%s", first ? "" : " + ");
 				buf_add_num(&b, in->weight);
-				buf_printf(&b, " x %s", p ? p->label : in->from_step ? in->from_step : in->ref);
+				buf_printf(&b, " x %s", merge_input(in, rows, n, &p));
 				if (p && metric(p->report, "slow", "accuracy") >= 0)
 					buf_printf(&b, " (slow %.3f)", metric(p->report, "slow", "accuracy"));
 				first = 0;
@@ -303,9 +313,8 @@ static void print_json(const struct step *steps, size_t nsteps,
 
 				if (!in->has_weight)
 					continue;
-				p = in->from_step ? row_of_step(rows, n, in->from_step) : NULL;
 				buf_adds(&b, first ? "{\"checkpoint\":" : ",{\"checkpoint\":");
-				buf_add_json_str(&b, p ? p->label : in->from_step ? in->from_step : in->ref);
+				buf_add_json_str(&b, merge_input(in, rows, n, &p));
 				buf_adds(&b, ",\"weight\":");
 				buf_add_num(&b, in->weight);
 				buf_addc(&b, '}');

@@ -558,6 +558,32 @@ static void check_work(const struct nn_model *m, size_t n,
 
 /* ---- Layer 0: one-hot rows ---- */
 
+/* out += rows idx[0..n) of src (rows of h), added in that order, four
+ * rows per pass over out (left to right, as in mm_row): each element gets
+ * the same additions in the same order as one row at a time. */
+static inline __attribute__((always_inline)) void
+gather_add(size_t h, const float *restrict src, const uint32_t *idx, size_t n,
+	 float *restrict out)
+{
+	size_t k = 0;
+
+	for (; k + 4 <= n; k += 4) {
+		const float *restrict r0 = src + idx[k] * h;
+		const float *restrict r1 = src + idx[k + 1] * h;
+		const float *restrict r2 = src + idx[k + 2] * h;
+		const float *restrict r3 = src + idx[k + 3] * h;
+
+		for (size_t j = 0; j < h; j++)
+			out[j] = out[j] + r0[j] + r1[j] + r2[j] + r3[j];
+	}
+	for (; k < n; k++) {
+		const float *restrict r = src + idx[k] * h;
+
+		for (size_t j = 0; j < h; j++)
+			out[j] += r[j];
+	}
+}
+
 /* One example: out = tanh(bias + the active rows of win (rows of h), in
  * position order), four rows per pass over out (left to right, as in
  * mm_row). */
@@ -565,24 +591,8 @@ HOT static void embed(size_t h, const float *restrict win,
 		      const float *restrict b, const uint32_t *rows,
 		      size_t nrows, float *restrict out)
 {
-	size_t p = 0;
-
 	memcpy(out, b, h * sizeof(float));
-	for (; p + 4 <= nrows; p += 4) {
-		const float *restrict r0 = win + rows[p] * h;
-		const float *restrict r1 = win + rows[p + 1] * h;
-		const float *restrict r2 = win + rows[p + 2] * h;
-		const float *restrict r3 = win + rows[p + 3] * h;
-
-		for (size_t j = 0; j < h; j++)
-			out[j] = out[j] + r0[j] + r1[j] + r2[j] + r3[j];
-	}
-	for (; p < nrows; p++) {
-		const float *restrict r = win + rows[p] * h;
-
-		for (size_t j = 0; j < h; j++)
-			out[j] += r[j];
-	}
+	gather_add(h, win, rows, nrows, out);
 	for (size_t j = 0; j < h; j++)
 		out[j] = ftanh(out[j]);
 }
@@ -598,26 +608,8 @@ HOT static void embed_back(size_t h, const uint32_t *order,
 			   const uint32_t *start, size_t v,
 			   const float *restrict d, float *restrict gw)
 {
-	for (size_t ch = 0; ch < v; ch++) {
-		float *restrict row = gw + ch * h;
-		size_t e = start[ch], end = start[ch + 1];
-
-		for (; e + 4 <= end; e += 4) {
-			const float *restrict d0 = d + order[e] * h;
-			const float *restrict d1 = d + order[e + 1] * h;
-			const float *restrict d2 = d + order[e + 2] * h;
-			const float *restrict d3 = d + order[e + 3] * h;
-
-			for (size_t j = 0; j < h; j++)
-				row[j] = row[j] + d0[j] + d1[j] + d2[j] + d3[j];
-		}
-		for (; e < end; e++) {
-			const float *restrict d0 = d + order[e] * h;
-
-			for (size_t j = 0; j < h; j++)
-				row[j] += d0[j];
-		}
-	}
+	for (size_t ch = 0; ch < v; ch++)
+		gather_add(h, d, order + start[ch], start[ch + 1] - start[ch], gw + ch * h);
 }
 
 /* act[0] for n windows. */

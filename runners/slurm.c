@@ -36,7 +36,6 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +46,7 @@
 #include "base/err.h"
 #include "base/fs.h"
 #include "base/util.h"
+#include "runners/spawn.h"
 
 extern char **environ;
 
@@ -146,62 +146,38 @@ static int drain(int fd, struct buf *b, size_t max)
 static int run_cmd(struct slurm_runner *sr, char *const *argv, struct cmd *c,
 		   struct err *err)
 {
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	sigset_t mask;
+	struct spawn_opts so = SPAWN_OPTS_INIT;
 	char *path = NULL;
+	char **av = NULL;
 	int po[2] = { -1, -1 }, pe[2] = { -1, -1 };
-	int fa_ok = 0, attr_ok = 0, e, rc = 0, ws;
+	int rc = 0, ws;
 	int out_eof = 0, err_eof = 0;
 	pid_t pid = -1;
 	double deadline = now_mono() + sr->o.cmd_timeout_s;
+	size_t n = 0;
 
 	if (pipe2(po, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(pe, O_CLOEXEC | O_NONBLOCK) < 0) {
 		rc = err_sys(err, errno, "%s: pipe", argv[0]);
 		goto done;
 	}
-	if (sr->o.bin_dir)
-		path = fs_join(sr->o.bin_dir, argv[0]);
-	if ((e = posix_spawn_file_actions_init(&fa))) {
-		rc = err_sys(err, e, "%s: spawn", argv[0]);
-		goto done;
+	if (sr->o.bin_dir) {
+		/* The same argv, run from bin_dir. */
+		while (argv[n])
+			n++;
+		av = xcalloc(n + 1, sizeof(*av));
+		memcpy(av, argv, n * sizeof(*av));
+		av[0] = path = fs_join(sr->o.bin_dir, argv[0]);
 	}
-	fa_ok = 1;
-	e = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	/* dup2 onto 1 and 2 clears FD_CLOEXEC there; the pipes' own
-	 * descriptors close at exec. */
-	if (!e)
-		e = posix_spawn_file_actions_adddup2(&fa, po[1], 1);
-	if (!e)
-		e = posix_spawn_file_actions_adddup2(&fa, pe[1], 2);
-	if (!e && !(e = posix_spawnattr_init(&attr)))
-		attr_ok = 1;
-	sigemptyset(&mask);
-	if (!e)
-		e = posix_spawnattr_setsigmask(&attr, &mask);
-	sigfillset(&mask);
-	if (!e)
-		e = posix_spawnattr_setsigdefault(&attr, &mask);
-	if (!e)
-		e = posix_spawnattr_setpgroup(&attr, 0);
-	if (!e)
-		e = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
-					     POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
-	if (e) {
-		rc = err_sys(err, e, "%s: spawn", argv[0]);
-		goto done;
-	}
-	if (path)
-		e = posix_spawn(&pid, path, &fa, &attr, argv, environ);
-	else
-		e = posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
-	if (e) {
+	so.stdin_null = 1;
+	so.new_pgroup = 1;
+	so.stdout_fd = po[1];
+	so.stderr_fd = pe[1];
+	rc = spawn_start(av ? av : argv, &so, &pid, err);
+	if (rc) {
 		pid = -1;
-		if (e == ENOENT)
+		if (rc == ERR_NOTFOUND)
 			rc = err_set(err, ERR_SYSTEM, "%s: not found in %s (is Slurm's client "
 				     "installed?)", argv[0], path ? sr->o.bin_dir : "PATH");
-		else
-			rc = err_sys(err, e, "%s: cannot run %s", argv[0], path ? path : argv[0]);
 		goto done;
 	}
 	close(po[1]);
@@ -250,16 +226,13 @@ static int run_cmd(struct slurm_runner *sr, char *const *argv, struct cmd *c,
 	c->status = WIFSIGNALED(ws) ? 128 + WTERMSIG(ws) :
 		    WIFEXITED(ws) ? WEXITSTATUS(ws) : 255;
 done:
-	if (attr_ok)
-		posix_spawnattr_destroy(&attr);
-	if (fa_ok)
-		posix_spawn_file_actions_destroy(&fa);
 	for (int i = 0; i < 2; i++) {
 		if (po[i] >= 0)
 			close(po[i]);
 		if (pe[i] >= 0)
 			close(pe[i]);
 	}
+	free(av);
 	free(path);
 	return rc;
 }

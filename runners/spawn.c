@@ -140,10 +140,10 @@ int spawn_start(char *const *argv, const struct spawn_opts *opts, pid_t *pid,
 		e = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	/* dup2 onto the standard numbers clears FD_CLOEXEC in the child; for
 	 * pass_fd, dup2 onto itself does the same (glibc >= 2.29, POSIX 2024). */
-	if (!e && out_fd >= 0)
-		e = posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
-	if (!e && err_fd >= 0)
-		e = posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
+	if (!e && (out_fd >= 0 || opts->stdout_fd >= 0))
+		e = posix_spawn_file_actions_adddup2(&fa, out_fd >= 0 ? out_fd : opts->stdout_fd, 1);
+	if (!e && (err_fd >= 0 || opts->stderr_fd >= 0))
+		e = posix_spawn_file_actions_adddup2(&fa, err_fd >= 0 ? err_fd : opts->stderr_fd, 2);
 	if (!e && opts->pass_fd >= 0)
 		e = posix_spawn_file_actions_adddup2(&fa, opts->pass_fd, opts->pass_fd);
 	if (!e && opts->cwd)

@@ -31,9 +31,12 @@ struct spawn_opts {
 	int pass_fd;              /* -1: none; else inherited by the child under the
 	                             same number even if it has FD_CLOEXEC (cleared
 	                             in the child only) */
+	int stdout_fd;            /* -1: none; else the child's stdout (a pipe's */
+	int stderr_fd;            /* write end, say), stays the caller's; used
+	                             when the matching _path is NULL */
 };
 
-#define SPAWN_OPTS_INIT { NULL, NULL, 0, NULL, NULL, 0, -1 }
+#define SPAWN_OPTS_INIT { NULL, NULL, 0, NULL, NULL, 0, -1, -1, -1 }
 
 /* Starts argv[0] with argv. An argv[0] without '/' is looked up in the PATH
  * of the child's environment (opts->envp), as execvp would (confstr's

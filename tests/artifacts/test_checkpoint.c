@@ -20,24 +20,7 @@
 #include "base/err.h"
 #include "base/fs.h"
 
-static char *tmpdir;
-
-static int setup(void **state)
-{
-	char tmpl[] = "/tmp/anneal-ckpt-XXXXXX";
-
-	tmpdir = xstrdup(mkdtemp(tmpl));
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct err e;
-
-	assert_int_equal(fs_remove_tree(tmpdir, &e), 0);
-	free(tmpdir);
-	return 0;
-}
+#include "tests/tmpdir.h"
 
 #define NT 10
 #define ELEMS 16   /* F32: 64 bytes a tensor */
@@ -470,5 +453,5 @@ int main(void)
 		cmocka_unit_test(test_ckpt__directories_without_index),
 		cmocka_unit_test(test_ckpt__rewrites_what_a_killed_writer_left),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, tmpdir_setup, tmpdir_teardown);
 }

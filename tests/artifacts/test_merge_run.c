@@ -25,24 +25,7 @@
 #include "base/err.h"
 #include "base/fs.h"
 
-static char *tmpdir;
-
-static int setup(void **state)
-{
-	char tmpl[] = "/tmp/anneal-merge-run-XXXXXX";
-
-	tmpdir = xstrdup(mkdtemp(tmpl));
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct err e;
-
-	assert_int_equal(fs_remove_tree(tmpdir, &e), 0);
-	free(tmpdir);
-	return 0;
-}
+#include "tests/tmpdir.h"
 
 /* ---- building checkpoints ------------------------------------------------ */
 
@@ -1020,5 +1003,5 @@ int main(void)
 		cmocka_unit_test(test_merge_run__linear_fused_matches_the_kernel),
 		cmocka_unit_test(test_merge_run__sparse_streamed_matches_the_kernel),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, tmpdir_setup, tmpdir_teardown);
 }

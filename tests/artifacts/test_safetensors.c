@@ -24,24 +24,7 @@
 #include "base/err.h"
 #include "base/fs.h"
 
-static char *tmpdir;
-
-static int setup(void **state)
-{
-	char tmpl[] = "/tmp/anneal-st-XXXXXX";
-
-	tmpdir = xstrdup(mkdtemp(tmpl));
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct err e;
-
-	assert_int_equal(fs_remove_tree(tmpdir, &e), 0);
-	free(tmpdir);
-	return 0;
-}
+#include "tests/tmpdir.h"
 
 /* Writes 8-byte length (hlen, or the header's own length when hlen is
  * (uint64_t)-1), the header and ndata bytes of data. */
@@ -613,5 +596,5 @@ int main(void)
 		cmocka_unit_test(test_st__writer_failures_leave_nothing),
 		cmocka_unit_test(test_st__writes_empty_file),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, tmpdir_setup, tmpdir_teardown);
 }

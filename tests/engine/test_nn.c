@@ -27,24 +27,7 @@
 #include "engine/nn.h"
 #include "engine/rng.h"
 
-static char *tmpdir;
-
-static int setup(void **state)
-{
-	char tmpl[] = "/tmp/anneal-nn-XXXXXX";
-
-	tmpdir = xstrdup(mkdtemp(tmpl));
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct err e;
-
-	assert_int_equal(fs_remove_tree(tmpdir, &e), 0);
-	free(tmpdir);
-	return 0;
-}
+#include "tests/tmpdir.h"
 
 static struct nn_config mkcfg(int window, int vocab, int nlayers, int h0,
 			      int h1, int h2)
@@ -925,5 +908,5 @@ int main(void)
 		cmocka_unit_test(test_nn__deterministic),
 		cmocka_unit_test(test_nn__learns_a_sequence),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, tmpdir_setup, tmpdir_teardown);
 }
